@@ -1,0 +1,142 @@
+"""BareMetalNode: one machine of the fleet, reached over SSH, with its facts and its OS prep.
+
+Two steps, each a `remote.Command` running a script of `components/scripts/`:
+  facts    node-facts.sh: preflight that prints the machine's facts as JSON, or refuses it.
+  os-prep  os-prep.sh apply; `delete` runs os-prep.sh remove.
+OS prep writes a hosts block naming every node of the fleet, so it needs every node's address,
+which may come from that node's facts: the cluster creates all nodes (and so all facts steps)
+first, then calls `prepare_os` on each with the fleet's hosts list.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.connection import connection_args, login_user
+from components.remote_script import ScriptStep, run_command
+from stacks.site_model import Node, OsSettings, SshSettings
+
+FACTS_SCRIPT = "node-facts.sh"
+# The keys of the JSON object node-facts.sh prints.
+FACT_FIELDS = ("hostname", "os", "kernel", "arch", "cpus", "memoryMb", "diskFreeGb", "iface",
+               "address", "user", "passwordlessSudo", "gpus")
+OS_PREP_SCRIPT = "os-prep.sh"
+# Addresses that must never go through a proxy: loopback, k3s's default pod and service
+# networks, and in-cluster names.
+CLUSTER_NO_PROXY = ("localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16",
+                    ".svc", ".cluster.local")
+
+
+def facts_env(node: Node) -> dict[str, str]:
+    env = {"CONVECTHUB_NODE_NAME": node.name, "CONVECTHUB_EXPECT_ARCH": node.arch}
+    if node.iface:
+        env["CONVECTHUB_IFACE"] = node.iface
+    return env
+
+
+def no_proxy(settings: OsSettings) -> str:
+    """The site's no-proxy list with the cluster's own networks added, in a stable order."""
+    entries = list(dict.fromkeys([*CLUSTER_NO_PROXY, *settings.no_proxy]))
+    return ",".join(entries)
+
+
+def os_prep_env(node: Node, settings: OsSettings, fleet_hosts: pulumi.Input[str]
+                ) -> dict[str, pulumi.Input[str]]:
+    """The environment of os-prep.sh; unset options are left out, not passed empty."""
+    env: dict[str, pulumi.Input[str]] = {
+        "CONVECTHUB_NODE_NAME": node.name,
+        "CONVECTHUB_SET_HOSTNAME": "true" if settings.set_hostname else "false",
+        "CONVECTHUB_HOSTS": fleet_hosts,
+    }
+    optional = {
+        "CONVECTHUB_APT_MIRROR": settings.apt_mirror,
+        "CONVECTHUB_APT_PROXY": settings.apt_proxy,
+        "CONVECTHUB_HTTP_PROXY": settings.http_proxy,
+        "CONVECTHUB_HTTPS_PROXY": settings.https_proxy,
+        "CONVECTHUB_NTP_SERVERS": " ".join(settings.ntp_servers),
+        "CONVECTHUB_PACKAGES": " ".join(settings.packages),
+    }
+    if settings.http_proxy or settings.https_proxy:
+        optional["CONVECTHUB_NO_PROXY"] = no_proxy(settings)
+    env.update({name: value for name, value in optional.items() if value})
+    return env
+
+
+def parse_facts(node_name: str, stdout: str) -> dict:
+    try:
+        facts = json.loads(stdout)
+    except ValueError:
+        raise pulumi.RunError(
+            f"node {node_name}: the preflight printed no facts (got {stdout[:80]!r}): "
+            "run components/scripts/node-facts.sh on it by hand to see why"
+        ) from None
+    return facts
+
+
+@dataclass(frozen=True)
+class BareMetalNodeArgs:
+    node: Node
+    ssh: SshSettings  # effective: the node's overrides over the site's defaults
+    os: OsSettings
+
+
+class BareMetalNode(pulumi.ComponentResource):
+    """A fleet machine: SSH connection, facts (outputs) and OS preparation."""
+
+    connection: remote.ConnectionArgs
+    facts: pulumi.Output[dict]
+    address: pulumi.Output[str]
+
+    def __init__(self, name: str, args: BareMetalNodeArgs,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("convecthub:infra:BareMetalNode", name, None, opts)
+        self._name = name
+        self._args = args
+        self._user = login_user(args.ssh)
+        self.connection = connection_args(args.node.host, args.ssh)
+        self._facts_step = ScriptStep(FACTS_SCRIPT, env=facts_env(args.node))
+        self.facts_command = remote.Command(
+            f"{name}-facts",
+            connection=self.connection,
+            create=run_command(FACTS_SCRIPT, None, as_root=False, login_user=self._user),
+            stdin=self._facts_step.stdin(),
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.facts = self.facts_command.stdout.apply(lambda out: parse_facts(name, out))
+        self.address = (pulumi.Output.from_input(args.node.address) if args.node.address
+                        else self.facts.apply(lambda facts: facts["address"]))
+
+    def prepare_os(self, fleet_hosts: pulumi.Input[str]) -> None:
+        """Register the OS prep step; `fleet_hosts` is "name=address,..." for every node."""
+        step = ScriptStep(OS_PREP_SCRIPT, env=os_prep_env(self._args.node, self._args.os,
+                                                          fleet_hosts))
+        self.os_prep_command = remote.Command(
+            f"{self._name}-os-prep",
+            connection=self.connection,
+            create=run_command(OS_PREP_SCRIPT, "apply", as_root=True, login_user=self._user),
+            delete=run_command(OS_PREP_SCRIPT, "remove", as_root=True, login_user=self._user),
+            stdin=step.stdin(),
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.facts_command]),
+        )
+        self.register_outputs({
+            "facts": self.facts,
+            "address": self.address,
+            "steps": [
+                self._facts_step.describe().apply(lambda d: {"step": "facts", **d}),
+                step.describe().apply(lambda d: {"step": "os-prep", "action": "apply", **d}),
+            ],
+        })
+
+
+def fleet_hosts(addresses: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
+    """ "name=address,..." in fleet order, for the hosts block of every node."""
+    return pulumi.Output.all(**addresses).apply(
+        lambda resolved: ",".join(f"{name}={resolved[name]}" for name in addresses)
+    )

@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# Prepare a node's operating system for Kubernetes, or undo that preparation.
+#
+#   os-prep.sh apply    converge: hostname, /etc/hosts block, swap off, kernel modules and
+#                       sysctls for pod networking, time sync, apt mirror and proxy, HTTP
+#                       proxy, base packages. Idempotent: a second run changes no file.
+#   os-prep.sh remove   undo what apply added: files removed, originals put back. Installed
+#                       packages and the running kernel settings stay (a reboot resets those).
+#
+# Environment (root is required for both):
+#   CONVECTHUB_NODE_NAME      node name; the hostname too unless CONVECTHUB_SET_HOSTNAME=false
+#   CONVECTHUB_SET_HOSTNAME   true (default) | false
+#   CONVECTHUB_HOSTS          fleet as "name=address,name=address" for the /etc/hosts block
+#   CONVECTHUB_APT_MIRROR     distribution mirror URL that replaces the apt sources
+#   CONVECTHUB_APT_PROXY      HTTP proxy for apt only (e.g. an apt-cacher-ng)
+#   CONVECTHUB_HTTP_PROXY, CONVECTHUB_HTTPS_PROXY, CONVECTHUB_NO_PROXY   system-wide proxy
+#   CONVECTHUB_NTP_SERVERS    space-separated NTP servers (default: the distribution's)
+#   CONVECTHUB_PACKAGES       space-separated packages to install besides the base set
+#   CONVECTHUB_STATE_DIR      where originals are kept for remove (default /var/lib/convecthub)
+set -euo pipefail
+
+readonly BASE_PACKAGES="ca-certificates curl gnupg iptables conntrack socat"
+readonly BLOCK_BEGIN="# BEGIN convecthub (managed by convecthub-infra; edits here are overwritten)"
+readonly BLOCK_END="# END convecthub"
+readonly SWAP_MARK="#convecthub-swap-off# "
+readonly SYSCTL_FILE=/etc/sysctl.d/90-convecthub.conf
+readonly MODULES_FILE=/etc/modules-load.d/convecthub.conf
+readonly APT_PROXY_FILE=/etc/apt/apt.conf.d/90convecthub-proxy
+readonly MIRROR_FILE=/etc/apt/sources.list.d/convecthub-mirror.sources
+readonly TIMESYNCD_FILE=/etc/systemd/timesyncd.conf.d/convecthub.conf
+readonly CHRONY_FILE=/etc/chrony/sources.d/convecthub.sources
+
+node=${CONVECTHUB_NODE_NAME:-$(hostname)}
+state_dir=${CONVECTHUB_STATE_DIR:-/var/lib/convecthub}
+apt_sources_changed=false
+
+say() { echo "convecthub: node ${node}: $*" >&2; }
+fail() {
+  say "$*"
+  exit 1
+}
+
+# write_file PATH MODE CONTENT: replace PATH atomically, only when CONTENT differs.
+write_file() {
+  local path=$1 mode=$2 content=$3
+  if [ -f "$path" ] && [ "$(cat "$path")" = "$content" ]; then
+    return 1
+  fi
+  mkdir -p "$(dirname "$path")"
+  local tmp
+  tmp=$(mktemp "${path}.convecthub.XXXXXX")
+  printf '%s\n' "$content" >"$tmp"
+  chmod "$mode" "$tmp"
+  mv -f "$tmp" "$path"
+  say "wrote ${path}"
+}
+
+# remove_file PATH: delete PATH if it is there.
+remove_file() {
+  [ -e "$1" ] || return 1
+  rm -f "$1"
+  say "removed $1"
+}
+
+# with_block FILE CONTENT: FILE's text with the managed block set to CONTENT (dropped if empty).
+with_block() {
+  local file=$1 content=$2
+  BLOCK_CONTENT=$content awk -v begin="$BLOCK_BEGIN" -v end="$BLOCK_END" '
+    BEGIN { content = ENVIRON["BLOCK_CONTENT"] }
+    $0 == begin { skipping = 1; next }
+    $0 == end { skipping = 0; next }
+    !skipping { print }
+    END { if (content != "") { print begin; print content; print end } }
+  ' "$file"
+}
+
+set_block() {
+  local file=$1 content=$2
+  [ -f "$file" ] || return 1
+  local mode
+  mode=$(stat -c '%a' "$file")
+  write_file "$file" "$mode" "$(with_block "$file" "$content")"
+}
+
+hosts_block() {
+  local entry
+  local -a entries
+  IFS=',' read -r -a entries <<<"${CONVECTHUB_HOSTS:-}"
+  for entry in "${entries[@]}"; do
+    [ -n "$entry" ] || continue
+    printf '%s\t%s\n' "${entry#*=}" "${entry%%=*}"
+  done
+}
+
+apply_hostname() {
+  [ "${CONVECTHUB_SET_HOSTNAME:-true}" = true ] || return 0
+  local current
+  current=$(hostname)
+  [ "$current" != "$node" ] || [ "$(cat /etc/hostname 2>/dev/null)" != "$node" ] || return 0
+  mkdir -p "$state_dir"
+  [ -f "$state_dir/hostname.orig" ] || printf '%s\n' "$current" >"$state_dir/hostname.orig"
+  set_hostname "$node"
+}
+
+set_hostname() {
+  local name=$1
+  if [ -d /run/systemd/system ] && command -v hostnamectl >/dev/null 2>&1; then
+    hostnamectl set-hostname "$name"
+  else
+    printf '%s\n' "$name" >/etc/hostname
+    hostname "$name"
+  fi
+  say "hostname is now ${name}"
+}
+
+remove_hostname() {
+  [ -f "$state_dir/hostname.orig" ] || return 0
+  set_hostname "$(cat "$state_dir/hostname.orig")"
+  rm -f "$state_dir/hostname.orig"
+}
+
+# Swap: off now, and the fstab entries commented out with a mark so remove can restore them.
+apply_swap() {
+  if [ "$(awk 'NR > 1' /proc/swaps | wc -l)" -gt 0 ]; then
+    swapoff -a || fail "cannot turn swap off (swapoff -a failed): turn it off by hand, then run again"
+    say "swap is off"
+  fi
+  [ -f /etc/fstab ] || return 0
+  write_file /etc/fstab 644 "$(awk -v mark="$SWAP_MARK" '
+    $0 !~ /^[[:space:]]*#/ && $3 == "swap" { print mark $0; next }
+    { print }' /etc/fstab)" || true
+}
+
+remove_swap() {
+  [ -f /etc/fstab ] || return 0
+  if write_file /etc/fstab 644 "$(awk -v mark="$SWAP_MARK" '
+      index($0, mark) == 1 { print substr($0, length(mark) + 1); next }
+      { print }' /etc/fstab)"; then
+    swapon -a || say "could not turn swap back on; it will be on after a reboot"
+  fi
+}
+
+# Kernel modules and sysctls that pod networking needs.
+apply_kernel() {
+  write_file "$MODULES_FILE" 644 "$(printf 'overlay\nbr_netfilter')" || true
+  local module
+  for module in overlay br_netfilter; do
+    modprobe "$module" 2>/dev/null || true
+  done
+  grep -qw overlay /proc/filesystems ||
+    fail "the kernel has no overlay filesystem (modprobe overlay failed): install the kernel's extra modules package"
+  [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] ||
+    fail "the kernel has no br_netfilter (modprobe br_netfilter failed): install the kernel's extra modules package"
+
+  write_file "$SYSCTL_FILE" 644 "$(sysctl_settings)" || true
+  local key value
+  while IFS='=' read -r key value; do
+    set_sysctl "$key" "$value" required
+  done < <(sysctl_settings required)
+  while IFS='=' read -r key value; do
+    set_sysctl "$key" "$value" at-least
+  done < <(sysctl_settings tunable)
+}
+
+# sysctl_settings [required|tunable]: key=value lines (both kinds when no argument).
+sysctl_settings() {
+  if [ "${1:-required}" = required ]; then
+    printf '%s\n' net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+  fi
+  if [ "${1:-tunable}" = tunable ]; then
+    printf '%s\n' fs.inotify.max_user_instances=8192 fs.inotify.max_user_watches=524288
+  fi
+}
+
+set_sysctl() {
+  local key=$1 want=$2 kind=$3 have
+  have=$(sysctl -n "$key" 2>/dev/null || echo "")
+  if [ "$have" = "$want" ] || { [ "$kind" = at-least ] && [ -n "$have" ] && [ "$have" -ge "$want" ]; }; then
+    return 0
+  fi
+  if sysctl -q -w "${key}=${want}" 2>/dev/null; then
+    say "set ${key}=${want}"
+  elif [ "$kind" = required ]; then
+    fail "cannot set ${key}=${want} (it is ${have:-missing}): allow it, e.g. in the host of this container"
+  else
+    say "left ${key} at ${have:-unset} (cannot set ${want} here; it applies after a reboot)"
+  fi
+}
+
+remove_kernel() {
+  remove_file "$MODULES_FILE" || true
+  remove_file "$SYSCTL_FILE" || true
+}
+
+# Time sync: chrony or ntpd when one is installed, else systemd-timesyncd.
+apply_time_sync() {
+  local servers=${CONVECTHUB_NTP_SERVERS:-} server lines=""
+  if command -v chronyd >/dev/null 2>&1; then
+    if [ -n "$servers" ]; then
+      for server in $servers; do lines="${lines}server ${server} iburst"$'\n'; done
+      write_file "$CHRONY_FILE" 644 "${lines%$'\n'}" && { chronyc reload sources >/dev/null 2>&1 || true; }
+    else
+      remove_file "$CHRONY_FILE" || true
+    fi
+    return 0
+  fi
+  if command -v ntpd >/dev/null 2>&1 || command -v openntpd >/dev/null 2>&1; then
+    [ -z "$servers" ] || say "ntpd keeps time here: set its servers (${servers}) in its own config"
+    return 0
+  fi
+  if ! command -v timedatectl >/dev/null 2>&1 || [ ! -e /lib/systemd/systemd-timesyncd ]; then
+    install_packages systemd-timesyncd
+  fi
+  local changed=false
+  if [ -n "$servers" ]; then
+    write_file "$TIMESYNCD_FILE" 644 "$(printf '[Time]\nNTP=%s' "$servers")" && changed=true
+  else
+    remove_file "$TIMESYNCD_FILE" && changed=true
+  fi
+  if [ "$(timedatectl show -p NTP --value 2>/dev/null)" != yes ]; then
+    timedatectl set-ntp true 2>/dev/null || say "time sync is left to the host (no NTP here: $(systemd-detect-virt 2>/dev/null || echo unknown))"
+  elif [ "$changed" = true ]; then
+    systemctl try-restart systemd-timesyncd.service || true
+  fi
+}
+
+remove_time_sync() {
+  remove_file "$CHRONY_FILE" || true
+  if remove_file "$TIMESYNCD_FILE"; then
+    systemctl try-restart systemd-timesyncd.service 2>/dev/null || true
+  fi
+}
+
+# Apt: an optional mirror in place of the distribution's sources, and an optional proxy.
+apply_apt() {
+  local proxy=${CONVECTHUB_APT_PROXY:-${CONVECTHUB_HTTP_PROXY:-}} lines=""
+  [ -z "$proxy" ] || lines="Acquire::http::Proxy \"${proxy}\";"
+  if [ -n "${CONVECTHUB_HTTPS_PROXY:-}" ]; then
+    lines="${lines:+$lines$'\n'}Acquire::https::Proxy \"${CONVECTHUB_HTTPS_PROXY}\";"
+  fi
+  if [ -n "$lines" ]; then
+    write_file "$APT_PROXY_FILE" 644 "$lines" && apt_sources_changed=true
+  else
+    remove_file "$APT_PROXY_FILE" && apt_sources_changed=true
+  fi
+  if [ -n "${CONVECTHUB_APT_MIRROR:-}" ]; then
+    use_apt_mirror "$CONVECTHUB_APT_MIRROR"
+  else
+    restore_apt_sources
+  fi
+}
+
+use_apt_mirror() {
+  local mirror=$1 id codename suites components keyring
+  # shellcheck disable=SC1091
+  id=$(. /etc/os-release && echo "$ID")
+  # shellcheck disable=SC1091
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  [ -n "$codename" ] || fail "cannot tell the release codename from /etc/os-release to use the apt mirror"
+  case "$id" in
+    ubuntu)
+      suites="$codename ${codename}-updates ${codename}-security"
+      components="main restricted universe multiverse"
+      keyring=/usr/share/keyrings/ubuntu-archive-keyring.gpg
+      ;;
+    *)
+      suites="$codename ${codename}-updates"
+      components="main"
+      keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+      ;;
+  esac
+  local source
+  for source in /etc/apt/sources.list /etc/apt/sources.list.d/ubuntu.sources /etc/apt/sources.list.d/debian.sources; do
+    [ -s "$source" ] || continue
+    mkdir -p "$state_dir/apt-sources"
+    mv "$source" "$state_dir/apt-sources/$(basename "$source")"
+    say "moved ${source} aside for the mirror (kept in ${state_dir}/apt-sources)"
+    apt_sources_changed=true
+  done
+  write_file "$MIRROR_FILE" 644 "$(printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: %s\nSigned-By: %s' \
+    "$mirror" "$suites" "$components" "$keyring")" && apt_sources_changed=true
+  return 0
+}
+
+restore_apt_sources() {
+  remove_file "$MIRROR_FILE" && apt_sources_changed=true
+  [ -d "$state_dir/apt-sources" ] || return 0
+  local saved target
+  for saved in "$state_dir"/apt-sources/*; do
+    [ -e "$saved" ] || continue
+    case "${saved##*/}" in
+      sources.list) target=/etc/apt/sources.list ;;
+      *) target=/etc/apt/sources.list.d/${saved##*/} ;;
+    esac
+    mv "$saved" "$target"
+    say "restored ${target}"
+    apt_sources_changed=true
+  done
+  rmdir "$state_dir/apt-sources"
+}
+
+remove_apt() {
+  remove_file "$APT_PROXY_FILE" || true
+  restore_apt_sources
+}
+
+# System-wide proxy for every process that reads /etc/environment.
+apply_proxy_environment() {
+  local lines="" name value
+  for name in http_proxy https_proxy no_proxy; do
+    case "$name" in
+      http_proxy) value=${CONVECTHUB_HTTP_PROXY:-} ;;
+      https_proxy) value=${CONVECTHUB_HTTPS_PROXY:-} ;;
+      no_proxy) value=${CONVECTHUB_NO_PROXY:-} ;;
+    esac
+    [ -n "$value" ] || continue
+    lines="${lines}${name}=${value}"$'\n'"${name^^}=${value}"$'\n'
+  done
+  touch /etc/environment
+  set_block /etc/environment "${lines%$'\n'}" || true
+}
+
+missing_packages() {
+  local package
+  for package in "$@"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || echo "$package"
+  done
+}
+
+install_packages() {
+  local -a missing
+  mapfile -t missing < <(missing_packages "$@")
+  if [ "${#missing[@]}" -eq 0 ] && [ "$apt_sources_changed" = false ]; then
+    return 0
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -q -o DPkg::Lock::Timeout=300 update >/dev/null ||
+    fail "apt-get update failed: check the node's apt sources, or set convecthub:os aptMirror / aptProxy"
+  apt_sources_changed=false
+  [ "${#missing[@]}" -gt 0 ] || return 0
+  say "installing ${missing[*]}"
+  apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends "${missing[@]}" >/dev/null ||
+    fail "could not install ${missing[*]}: check the node's apt sources, or set convecthub:os aptMirror / aptProxy"
+}
+
+apply() {
+  apply_hostname
+  set_block /etc/hosts "$(hosts_block)" || true
+  apply_swap
+  apply_kernel
+  apply_apt
+  apply_proxy_environment
+  # shellcheck disable=SC2086 # the package lists are space-separated words
+  install_packages $BASE_PACKAGES ${CONVECTHUB_PACKAGES:-}
+  apply_time_sync
+}
+
+remove() {
+  remove_time_sync
+  set_block /etc/environment "" || true
+  remove_apt
+  remove_kernel
+  remove_swap
+  set_block /etc/hosts "" || true
+  remove_hostname
+  rmdir "$state_dir" 2>/dev/null || true
+}
+
+main() {
+  exec </dev/null
+  [ "$(id -u)" = 0 ] || fail "os-prep.sh must run as root"
+  case "${1:-}" in
+    apply) apply ;;
+    remove) remove ;;
+    *) fail "usage: os-prep.sh apply|remove" ;;
+  esac
+}
+
+main "$@"

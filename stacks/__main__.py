@@ -1,0 +1,65 @@
+"""`python -m stacks`: offline tools for a site's stack file.
+
+  python -m stacks render STACK_FILE [--json]   the resource graph and per-node steps
+  python -m stacks schema                       JSON Schema of a stack file's config
+
+Exit codes: 0 done, 1 the program failed, 2 bad usage or bad config (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pulumi
+
+from stacks.config import ConfigError
+
+
+def _render(args: argparse.Namespace) -> int:
+    from stacks.render import evaluate, format_text
+    from stacks.stackfile import read_stack_file
+
+    rendering = evaluate(read_stack_file(args.stack_file))
+    if args.json:
+        print(json.dumps(rendering.as_json(), indent=2, sort_keys=True))
+    else:
+        print(format_text(rendering))
+    return 0
+
+
+def _schema(_: argparse.Namespace) -> int:
+    from stacks.schema import stack_file_schema
+
+    print(json.dumps(stack_file_schema(), indent=2))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m stacks", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    render = commands.add_parser("render", help="show the graph a stack file becomes, offline")
+    render.add_argument("stack_file", help="a Pulumi.<stack>.yaml file")
+    render.add_argument("--json", action="store_true",
+                        help="machine-readable resources and outputs")
+    render.set_defaults(run=_render)
+    schema = commands.add_parser("schema", help="print the JSON Schema of a stack file")
+    schema.set_defaults(run=_schema)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except pulumi.RunError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""Reads a site's `convecthub:*` config into the typed `Site` model, or one clear error line.
+
+This is the one place config is read. Every problem a user can cause becomes a `ConfigError`
+whose text is `convecthub:<key path>: <what is wrong and how to fix it>`, raised before any
+resource is registered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pulumi
+from pydantic import BaseModel, ValidationError
+
+from stacks.site_model import Site
+
+NAMESPACE = "convecthub"
+SECRET_PLACEHOLDER = "[secret]"
+
+
+class ConfigError(pulumi.RunError):
+    """A bad stack config: `str(error)` is the one line to show the user.
+
+    A `RunError`, so under the Pulumi CLI it ends the program with that line and no traceback.
+    """
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LoadedSite:
+    site: Site
+    warnings: tuple[str, ...]
+
+
+def key_path(loc: Iterable[int | str]) -> str:
+    """('nodes', 2, 'host') -> 'convecthub:nodes[2].host'."""
+    parts = list(loc)
+    text = f"{NAMESPACE}:{parts[0]}" if parts else NAMESPACE
+    for part in parts[1:]:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def load_site(values: Mapping[str, object], secret_keys: Iterable[str] = ()) -> LoadedSite:
+    """Validate the namespace's values (keyed without the `convecthub:` prefix).
+
+    `values` holds decoded values (mappings, lists, scalars), as a stack file or
+    `decode_config` gives them. `secret_keys` are the keys Pulumi holds as secrets.
+    """
+    known = list(_aliases(Site))
+    for key in values:
+        if key not in known:
+            raise ConfigError(key_path([key]), _unknown_key_message(key, known))
+    try:
+        site = Site.model_validate(dict(values))
+    except ValidationError as error:
+        raise _first_error(error) from None
+    _check_fleet(site)
+    _check_hub(site)
+    return LoadedSite(site, tuple(_plain_secret_warnings(values, set(secret_keys))))
+
+
+def decode_config(config: Mapping[str, object]) -> dict[str, object]:
+    """Pulumi's flat `namespace:key -> JSON string` config, narrowed to this namespace."""
+    decoded: dict[str, object] = {}
+    prefix = f"{NAMESPACE}:"
+    for full_key, raw in config.items():
+        if not full_key.startswith(prefix):
+            continue
+        value = raw
+        if isinstance(raw, str) and raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                raise ConfigError(full_key, "is not valid JSON: set it again with "
+                                  "`pulumi config set --path`") from None
+        decoded[full_key[len(prefix):]] = value
+    return decoded
+
+
+def load_site_from_pulumi() -> LoadedSite:
+    """The site from the config Pulumi hands the running program."""
+    config = {**pulumi.runtime.get_config_env(), **pulumi.runtime.config.CONFIG.get()}
+    secret_keys = [key for key in config if pulumi.runtime.is_config_secret(key)]
+    secret_keys += pulumi.runtime.get_config_secret_keys_env()
+    return load_site(decode_config(config), secret_keys)
+
+
+def _first_error(error: ValidationError) -> ConfigError:
+    problems = error.errors(include_url=False)
+    first = problems[0]
+    loc = [part for part in first["loc"] if not _is_schema_tag(part)]
+    message = _explain(first, loc)
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem(s) after this one)"
+    return ConfigError(key_path(loc), message)
+
+
+def _is_schema_tag(part: int | str) -> bool:
+    # pydantic names union members and validator functions inside `loc`; they are no keys.
+    return isinstance(part, str) and ("[" in part or part in {"str", "int", "float", "bool"})
+
+
+_HINTS = {
+    "nodes": "list the fleet: one entry per machine with name, host and roles",
+    "name": "give the node a name (lowercase, it becomes the hostname)",
+    "host": "give the address the provisioner reaches the machine at over SSH",
+    "roles": "give the node roles: [server] or roles: [agent]",
+    "vendor": "give the vendor: nvidia or ascend",
+}
+
+
+def _explain(problem: Mapping[str, typing.Any], loc: list[int | str]) -> str:
+    kind = problem["type"]
+    given = problem.get("input")
+    ctx = problem.get("ctx") or {}
+    field = next((part for part in reversed(loc) if isinstance(part, str)), "")
+    if kind == "missing":
+        return f"is required: {_HINTS.get(field, 'add this key')}"
+    if kind == "extra_forbidden":
+        return _unknown_key_message(str(loc[-1]), _aliases_at(loc[:-1]))
+    if kind == "literal_error":
+        return f"{given!r} is not allowed here: use {ctx.get('expected')}"
+    if kind in {"greater_than_equal", "less_than_equal", "int_parsing", "int_type",
+                "int_from_float", "greater_than", "less_than"}:
+        if field.endswith("port") or field.endswith("Port") or field == "port":
+            return f"{given!r} is not a port number: use a whole number from 1 to 65535"
+        return f"{given!r} is out of range: {problem['msg'].lower()}"
+    if kind == "too_short" and field == "nodes":
+        return f"is empty: {_HINTS['nodes']}"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return f"must be a mapping of keys to values, not {type(given).__name__}"
+    if kind == "list_type":
+        return (f"must be a list, not {type(given).__name__}: "
+                "write it as [a, b] or one '- ' line each")
+    if kind == "string_type":
+        return f"must be a string, not {type(given).__name__}: quote the value"
+    if kind == "bool_parsing" or kind == "bool_type":
+        return f"{given!r} is not true or false"
+    if kind == "string_pattern_mismatch":
+        return f"{given!r} does not have the expected form ({ctx.get('pattern')})"
+    return problem["msg"][0].lower() + problem["msg"][1:]
+
+
+def _unknown_key_message(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    guess = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown key {key!r}: {guess}the keys here are {', '.join(known)}"
+
+
+def _aliases(model: type[BaseModel]) -> Iterable[str]:
+    for name, info in model.model_fields.items():
+        yield info.alias or name
+
+
+def _aliases_at(loc: list[int | str]) -> list[str]:
+    """The keys the model accepts at `loc` (for the unknown-key message)."""
+    annotation: object = Site
+    for part in loc:
+        model = _model_in(annotation)
+        if model is None:
+            return []
+        if isinstance(part, int):
+            annotation = _item_type(annotation)
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return []
+        annotation = field.annotation
+    model = _model_in(annotation)
+    return list(_aliases(model)) if model else []
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found:
+            return found
+    return None
+
+
+def _item_type(annotation: object) -> object:
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple):
+        return typing.get_args(annotation)[0]
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            if arg is not type(None):
+                return _item_type(arg)
+    return annotation
+
+
+def _check_hub(site: Site) -> None:
+    if site.hub.http_port == site.hub.https_port:
+        raise ConfigError(
+            key_path(["hub", "httpsPort"]),
+            f"httpPort and httpsPort are both {site.hub.https_port}: serve HTTP and HTTPS "
+            "on different ports, e.g. 80 and 443",
+        )
+
+
+def _check_fleet(site: Site) -> None:
+    nodes = site.nodes
+    names: dict[str, int] = {}
+    endpoints: dict[tuple[str, int], int] = {}
+    addresses: dict[str, int] = {}
+    for index, node in enumerate(nodes):
+        if node.name in names:
+            raise ConfigError(
+                key_path(["nodes", index, "name"]),
+                f"{node.name!r} is already the name of nodes[{names[node.name]}]: "
+                "give every node its own name",
+            )
+        names[node.name] = index
+        endpoint = (node.host.lower(), site.ssh_for(node).port or 22)
+        if endpoint in endpoints:
+            raise ConfigError(
+                key_path(["nodes", index, "host"]),
+                f"nodes[{endpoints[endpoint]}] is reached at {node.host} port {endpoint[1]} "
+                "too: give each node its own host, or its own ssh.port",
+            )
+        endpoints[endpoint] = index
+        if node.address is not None:
+            if node.address in addresses:
+                raise ConfigError(
+                    key_path(["nodes", index, "address"]),
+                    f"{node.address} is already the address of nodes[{addresses[node.address]}]:"
+                    " give every node its own private address",
+                )
+            addresses[node.address] = index
+    if not any(node.is_server for node in nodes):
+        raise ConfigError(
+            key_path(["nodes"]),
+            "no node has the role server: give one node (or three, for HA) roles: [server]",
+        )
+
+
+_SECRET_FIELDS = {"privateKey", "privateKeyPassword", "password", "token"}
+
+
+def _plain_secret_warnings(values: Mapping[str, object], secret_keys: set[str]) -> Iterable[str]:
+    """Secret-by-nature values that the stack file holds in plain text."""
+    for key, value in values.items():
+        if f"{NAMESPACE}:{key}" in secret_keys or key in secret_keys:
+            continue
+        for path in _secret_leaves(value, [key]):
+            yield (
+                f"{key_path(path)} is stored in plain text in the stack file: set it with "
+                f"`pulumi config set --secret --path '{key_path(path).split(':', 1)[1]}'`"
+            )
+
+
+def _secret_leaves(value: object, path: list[int | str]) -> Iterable[list[int | str]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key in _SECRET_FIELDS and isinstance(item, str) and item != SECRET_PLACEHOLDER:
+                yield [*path, key]
+            else:
+                yield from _secret_leaves(item, [*path, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _secret_leaves(item, [*path, index])

@@ -1,0 +1,157 @@
+"""Offline render: evaluate the real program for a stack file under a recording mock monitor.
+
+No Pulumi CLI, provider plugin or machine is involved. Resources echo their inputs back as
+their state, and every facts step stands in for the machine it would have asked with
+placeholders such as `<master.address>`, so what depends on facts shows where it comes from.
+The evaluation runs as a preview (`pulumi preview`), so nothing checks for an SSH agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.stack import run_in_stack, wait_for_rpcs
+
+from components.connection import login_user
+from components.node import FACT_FIELDS, FACTS_SCRIPT
+from components.remote_script import SECRET_MASK
+from stacks import program
+from stacks.config import LoadedSite, decode_config, load_site
+from stacks.stackfile import StackFile
+
+COMMAND_TYPE = "command:remote:Command"
+COMPONENT_PREFIX = "convecthub:infra:"
+
+
+def placeholder_facts(node_name: str) -> dict[str, str]:
+    """What the render's stand-in for a node answers in place of node-facts.sh."""
+    return {name: f"<{node_name}.{name}>" for name in FACT_FIELDS}
+
+
+class StandInProviders(pulumi.runtime.Mocks):
+    """Stand-in for every provider: a resource's state is its inputs; a facts step's stdout
+    is `placeholder_facts` of its node."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        state = dict(args.inputs)
+        create = rpc.unwrap_rpc_secret(args.inputs.get("create", ""))
+        if args.typ == COMMAND_TYPE and str(create).endswith(f"# {FACTS_SCRIPT}"):
+            node_name = args.name.removesuffix("-facts")
+            state["stdout"] = json.dumps(placeholder_facts(node_name))
+            state["stderr"] = ""
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        return {}, []
+
+
+def mask_secrets(value: object) -> object:
+    """A deserialized property value with every secret, wherever it sits, as "[secret]"."""
+    if rpc.is_rpc_secret(value):
+        return SECRET_MASK
+    if isinstance(value, dict):
+        return {key: mask_secrets(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(item) for item in value]
+    return value
+
+
+class RecordingMonitor(mocks.MockMonitor):
+    """A mock monitor that also keeps every registration and every outputs registration."""
+
+    def __init__(self, providers: pulumi.runtime.Mocks):
+        super().__init__(providers)
+        self.recorded: list[dict] = []
+        self.recorded_outputs: dict[str, dict] = {}
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+        response = super().RegisterResource(request)
+        dependencies = set(request.dependencies)
+        for urns in request.propertyDependencies.values():
+            dependencies.update(urns.urns)
+        self.recorded.append({
+            "urn": response.urn,
+            "type": request.type,
+            "name": request.name,
+            "parent": request.parent or None,
+            "dependencies": sorted(dependencies),
+            "inputs": mask_secrets(rpc.deserialize_properties(request.object)),
+        })
+        return response
+
+    def RegisterResourceOutputs(self, request):  # noqa: N802
+        outputs = rpc.deserialize_properties(request.outputs)
+        self.recorded_outputs[request.urn] = mask_secrets(outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+@dataclass
+class Rendering:
+    stack: StackFile
+    loaded: LoadedSite
+    resources: list[dict] = field(default_factory=list)
+    outputs: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def stack_urn(self) -> str:
+        return next(r["urn"] for r in self.resources if r["type"] == "pulumi:pulumi:Stack")
+
+    def as_json(self) -> dict:
+        return {"resources": self.resources, "outputs": self.outputs.get(self.stack_urn, {})}
+
+    def component(self, type_name: str, name: str) -> dict | None:
+        return next((r for r in self.resources
+                     if r["type"] == COMPONENT_PREFIX + type_name and r["name"] == name), None)
+
+
+def evaluate(stack: StackFile) -> Rendering:
+    """Run the program with the stack file's config; raises ConfigError on bad config."""
+    loaded = load_site(decode_config(stack.config), stack.secret_keys)
+    providers = StandInProviders()
+    monitor = RecordingMonitor(providers)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        mocks.set_mocks(providers, project=stack.project, stack=stack.stack, preview=True,
+                        monitor=monitor)
+        # set_mocks finishes a root stack of its own; the program gets a fresh one, as under
+        # the CLI, so its exports are registered as the stack's outputs.
+        loop.run_until_complete(wait_for_rpcs())
+        settings.set_root_resource(None)  # type: ignore[arg-type]
+        monitor.recorded.clear()
+        pulumi.runtime.set_all_config(dict(stack.config), list(stack.secret_keys))
+        loop.run_until_complete(run_in_stack(program.run))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return Rendering(stack, loaded, monitor.recorded, monitor.recorded_outputs)
+
+
+def format_text(rendering: Rendering) -> str:
+    """Per node, the ordered steps that would run there, with their environment."""
+    site = rendering.loaded.site
+    custom = [r for r in rendering.resources if r["type"] == COMMAND_TYPE]
+    lines = [
+        f"{rendering.stack.project} / {rendering.stack.stack}: {len(site.nodes)} node(s), "
+        f"{len(custom)} remote command(s), {len(rendering.resources)} resource(s)",
+        "  (offline render: nothing ran; facts a node would report show as <node.field>)",
+    ]
+    for warning in rendering.loaded.warnings:
+        lines.append(f"  warning: {warning}")
+    for node in site.nodes:
+        ssh = site.ssh_for(node)
+        lines.append("")
+        lines.append(f"{node.name}  {'+'.join(node.roles)}  {login_user(ssh)}@{node.host}:"
+                     f"{ssh.port or 22}  arch {node.arch}")
+        component = rendering.component("BareMetalNode", node.name)
+        steps = rendering.outputs.get(component["urn"], {}).get("steps", []) if component else []
+        for number, step in enumerate(steps, start=1):
+            action = f" {step['action']}" if step.get("action") else ""
+            lines.append(f"  {number}. {step['step']:<10} {step['script']}{action}")
+            for name, value in sorted(step["env"].items()):
+                lines.append(f"       {name}={value}")
+    return "\n".join(lines)

@@ -1,0 +1,355 @@
+"""Typed model of a site's `convecthub:*` stack config (DESIGN.md, "Stack config contract").
+
+Every default lives here. Field names are snake_case in Python and camelCase in the stack file
+(`privateKeyFile`, `installDriver`, `httpPort`). Unknown keys are rejected everywhere, so a typo
+is never silently ignored. Values that are secrets by nature (keys, passwords, the k3s token) are
+`SecretStr`, whether or not the stack file marked them `secure:`; components turn them into
+secret Outputs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+DEFAULT_K3S_VERSION = "v1.31.4+k3s1"
+NODE_ROLES = ("server", "agent")
+EXTRA_ROLES = ("registry",)
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_RFC1123_LABEL = re.compile(rf"^{_LABEL}$")
+_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$", re.IGNORECASE)
+_K8S_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_IFACE = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+_K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+
+
+def _fail(kind: str, message: str) -> PydanticCustomError:
+    # The message goes in the context: user input with braces must not be read as a template.
+    return PydanticCustomError(kind, "{message}", {"message": message})
+
+
+def _check_node_name(value: str) -> str:
+    if not _RFC1123_LABEL.match(value):
+        raise _fail(
+            "node_name",
+            f"{value!r} is not a lowercase RFC 1123 label: use 1-63 characters a-z, 0-9 and '-', "
+            "starting and ending with a letter or digit (it becomes the hostname and the "
+            "Kubernetes node name)",
+        )
+    return value
+
+
+def _check_address(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    # A name whose last label is all digits is a malformed IP address, not a hostname.
+    if _HOSTNAME.match(value) and not value.rstrip(".").rsplit(".", 1)[-1].isdigit():
+        return value
+    raise _fail(
+        "address",
+        f"{value!r} is neither an IP address nor a DNS hostname: give the address the "
+        "provisioner reaches the machine at, e.g. 10.0.0.11 or node1.example.com",
+    )
+
+
+def _check_iface(value: str) -> str:
+    if not _IFACE.match(value):
+        raise _fail(
+            "iface",
+            f"{value!r} is not a network interface name: use the name `ip -br addr` shows "
+            "on the node, e.g. eth1",
+        )
+    return value
+
+
+def _check_url(value: str) -> str:
+    if not _URL.match(value):
+        raise _fail("url", f"{value!r} is not an http(s) URL: write it as http://host:port")
+    return value
+
+
+def _check_key_file(value: str) -> str:
+    path = Path(os.path.expanduser(value))
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise _fail(
+            "key_file",
+            f"cannot read {str(path)!r} ({reason.lower()}): point it at a readable private "
+            "key, or create one with ssh-keygen",
+        ) from None
+    return str(path)
+
+
+def _label_value(value: object) -> object:
+    if isinstance(value, bool):
+        raise _fail(
+            "label_value",
+            "label values are strings: quote it in the stack file, e.g. \"true\"",
+        )
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _check_label_value(value: str) -> str:
+    if value and not _K8S_NAME.match(value):
+        raise _fail(
+            "label_value",
+            f"{value!r} is not a valid Kubernetes label value: at most 63 characters "
+            "a-z, A-Z, 0-9, '-', '_' and '.', starting and ending with a letter or digit",
+        )
+    return value
+
+
+def check_label_key(key: str) -> str:
+    prefix, _, name = key.rpartition("/")
+    valid_prefix = not prefix or (len(prefix) <= 253 and _HOSTNAME.match(prefix))
+    if not (valid_prefix and _K8S_NAME.match(name)):
+        raise _fail(
+            "label_key",
+            f"{key!r} is not a valid Kubernetes label key: an optional DNS prefix and '/', "
+            "then at most 63 characters a-z, A-Z, 0-9, '-', '_' and '.'",
+        )
+    return key
+
+
+NodeName = Annotated[str, AfterValidator(_check_node_name)]
+Address = Annotated[str, AfterValidator(_check_address)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Iface = Annotated[str, AfterValidator(_check_iface)]
+Url = Annotated[str, AfterValidator(_check_url)]
+KeyFile = Annotated[str, AfterValidator(_check_key_file)]
+LabelKey = Annotated[str, AfterValidator(check_label_key)]
+LabelValue = Annotated[str, BeforeValidator(_label_value), AfterValidator(_check_label_value)]
+
+
+class Strict(BaseModel):
+    """Base of every config section: camelCase keys, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Bastion(Strict):
+    """A jump host the provisioner goes through (Ansible's ProxyJump)."""
+
+    host: Address
+    port: Port = 22
+    user: str | None = None
+    private_key_file: KeyFile | None = None
+    private_key: SecretStr | None = None
+    password: SecretStr | None = None
+
+
+class SshSettings(Strict):
+    """How the provisioner logs in to a node; every field may be overridden per node.
+
+    With no key or password configured, the connection uses the SSH agent (SSH_AUTH_SOCK).
+    An unset `user` means the provisioner's own login name, as `ssh` itself does.
+    """
+
+    user: str | None = None
+    port: Port | None = None
+    private_key_file: KeyFile | None = None
+    private_key: SecretStr | None = None
+    private_key_password: SecretStr | None = None
+    password: SecretStr | None = None
+    host_key: str | None = Field(
+        default=None, description="The node's public host key (as in known_hosts) to pin."
+    )
+    bastion: Bastion | None = None
+    dial_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
+    dial_timeout_seconds: Annotated[int, Field(ge=1, le=600)] | None = None
+
+    def over(self, defaults: SshSettings) -> SshSettings:
+        """These settings with every unset field taken from `defaults`."""
+        overrides = {
+            field: getattr(self, field)
+            for field in self.model_fields_set
+            if getattr(self, field) is not None
+        }
+        return defaults.model_copy(update=overrides)
+
+
+class Gpu(Strict):
+    """An accelerator a node carries (seed's has_gpu / install_nvidia_driver, DLWS's NPUs)."""
+
+    vendor: Literal["nvidia", "ascend"]
+    type: Annotated[str, AfterValidator(_check_label_value)] | None = Field(
+        default=None, description="Model name, e.g. A100; becomes the gpu-type node label."
+    )
+    install_driver: bool = True
+    count: Annotated[int, Field(ge=1, le=64)] | None = None
+
+
+class Taint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    key: str
+    value: str
+    effect: str
+
+    def __str__(self) -> str:
+        value = f"={self.value}" if self.value else ""
+        return f"{self.key}{value}:{self.effect}"
+
+
+def _parse_taint(value: object) -> Taint:
+    if not isinstance(value, str):
+        raise _fail("taint", "write a taint as a string: key=value:Effect or key:Effect")
+    body, sep, effect = value.rpartition(":")
+    key, _, taint_value = body.partition("=")
+    if not sep or effect not in TAINT_EFFECTS:
+        raise _fail(
+            "taint",
+            f"{value!r} is not a taint: write key=value:Effect with Effect one of "
+            + ", ".join(TAINT_EFFECTS),
+        )
+    try:
+        check_label_key(key)
+        _check_label_value(taint_value)
+    except PydanticCustomError as error:
+        raise _fail("taint", f"{value!r} is not a valid taint: {error.message()}") from None
+    return Taint(key=key, value=taint_value, effect=effect)
+
+
+TaintSpec = Annotated[Taint, BeforeValidator(_parse_taint)]
+
+
+class Node(Strict):
+    """One machine of the fleet."""
+
+    name: NodeName
+    host: Address = Field(description="Address the provisioner reaches over SSH.")
+    roles: list[str] = Field(min_length=1)
+    iface: Iface | None = Field(
+        default=None,
+        description="Private-network interface (seed's my_iface); default: the default route's.",
+    )
+    address: Address | None = Field(
+        default=None,
+        description="The node's address on the private network; default: the IPv4 of `iface` "
+        "as the node reports it.",
+    )
+    arch: Literal["amd64", "arm64"] = "amd64"
+    ssh: SshSettings = SshSettings()
+    gpu: Gpu | None = None
+    labels: dict[LabelKey, LabelValue] = {}
+    taints: list[TaintSpec] = []
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, roles: list[str]) -> list[str]:
+        unknown = [role for role in roles if role not in NODE_ROLES + EXTRA_ROLES]
+        if unknown:
+            raise _fail(
+                "roles",
+                f"unknown role {unknown[0]!r}: roles are server or agent, plus registry "
+                "for the node that serves images",
+            )
+        kinds = [role for role in roles if role in NODE_ROLES]
+        if len(set(kinds)) > 1:
+            raise _fail(
+                "roles",
+                "a node is a server or an agent, not both: keep one of the two "
+                "(k3s servers run workloads too unless tainted)",
+            )
+        if not kinds:
+            raise _fail("roles", "give the node the role server or agent")
+        if len(set(roles)) != len(roles):
+            raise _fail("roles", "a role is listed twice: list each role once")
+        return roles
+
+    @property
+    def role(self) -> str:
+        """server or agent."""
+        return next(role for role in self.roles if role in NODE_ROLES)
+
+    @property
+    def is_server(self) -> bool:
+        return self.role == "server"
+
+
+class OsSettings(Strict):
+    """Operating-system preparation shared by every node (`convecthub:os`)."""
+
+    set_hostname: bool = Field(
+        default=True, description="Rename each machine to its node name (off for the dev stack, "
+        "whose only node is the provisioner itself)."
+    )
+    apt_mirror: Url | None = Field(
+        default=None, description="Distribution mirror replacing the node's apt sources."
+    )
+    apt_proxy: Url | None = Field(
+        default=None, description="HTTP proxy for apt only, e.g. an apt-cacher-ng."
+    )
+    http_proxy: Url | None = None
+    https_proxy: Url | None = None
+    no_proxy: list[str] = []
+    ntp_servers: list[Address] = []
+    packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]] = []
+
+
+class K3sSettings(Strict):
+    version: Annotated[str, Field(pattern=_K3S_VERSION.pattern)] = DEFAULT_K3S_VERSION
+    api_endpoint: Address | None = Field(
+        default=None, description="Address clients and agents use for the API; "
+        "default: the first server's private address."
+    )
+    token: SecretStr | None = Field(
+        default=None, description="Cluster join token (seed's convect_token); generated if unset."
+    )
+
+
+class HubSettings(Strict):
+    http_port: Port = 80
+    https_port: Port = 443
+
+
+class Site(Strict):
+    """The whole `convecthub` namespace of one stack."""
+
+    ssh: SshSettings = SshSettings()
+    nodes: list[Node] = Field(min_length=1)
+    os: OsSettings = OsSettings()
+    k3s: K3sSettings = Field(default=K3sSettings(), alias="k3s")
+    hub: HubSettings = HubSettings()
+
+    @property
+    def servers(self) -> list[Node]:
+        return [node for node in self.nodes if node.is_server]
+
+    @property
+    def agents(self) -> list[Node]:
+        return [node for node in self.nodes if not node.is_server]
+
+    def ssh_for(self, node: Node) -> SshSettings:
+        """The node's effective SSH settings: its overrides over the site's defaults."""
+        return node.ssh.over(self.ssh)
