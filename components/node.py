@@ -23,13 +23,32 @@ from stacks.site_model import Node, OsSettings, SshSettings
 
 FACTS_SCRIPT = "node-facts.sh"
 # The keys of the JSON object node-facts.sh prints.
-FACT_FIELDS = ("hostname", "os", "kernel", "arch", "cpus", "memoryMb", "diskFreeGb", "iface",
-               "address", "user", "passwordlessSudo", "gpus")
+FACT_FIELDS = (
+    "hostname",
+    "os",
+    "kernel",
+    "arch",
+    "cpus",
+    "memoryMb",
+    "diskFreeGb",
+    "iface",
+    "address",
+    "user",
+    "passwordlessSudo",
+    "gpus",
+)
 OS_PREP_SCRIPT = "os-prep.sh"
 # Addresses that must never go through a proxy: loopback, k3s's default pod and service
 # networks, and in-cluster names.
-CLUSTER_NO_PROXY = ("localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16",
-                    ".svc", ".cluster.local")
+CLUSTER_NO_PROXY = (
+    "localhost",
+    "127.0.0.1",
+    "::1",
+    "10.42.0.0/16",
+    "10.43.0.0/16",
+    ".svc",
+    ".cluster.local",
+)
 
 
 def facts_env(node: Node) -> dict[str, str]:
@@ -45,8 +64,9 @@ def no_proxy(settings: OsSettings) -> str:
     return ",".join(entries)
 
 
-def os_prep_env(node: Node, settings: OsSettings, fleet_hosts: pulumi.Input[str]
-                ) -> dict[str, pulumi.Input[str]]:
+def os_prep_env(
+    node: Node, settings: OsSettings, fleet_hosts: pulumi.Input[str]
+) -> dict[str, pulumi.Input[str]]:
     """The environment of os-prep.sh; unset options are left out, not passed empty."""
     env: dict[str, pulumi.Input[str]] = {
         "CONVECTHUB_NODE_NAME": node.name,
@@ -92,8 +112,9 @@ class BareMetalNode(pulumi.ComponentResource):
     facts: pulumi.Output[dict]
     address: pulumi.Output[str]
 
-    def __init__(self, name: str, args: BareMetalNodeArgs,
-                 opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, args: BareMetalNodeArgs, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("convecthub:infra:BareMetalNode", name, None, opts)
         self._name = name
         self._args = args
@@ -109,13 +130,17 @@ class BareMetalNode(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.facts = self.facts_command.stdout.apply(lambda out: parse_facts(name, out))
-        self.address = (pulumi.Output.from_input(args.node.address) if args.node.address
-                        else self.facts.apply(lambda facts: facts["address"]))
+        self.address = (
+            pulumi.Output.from_input(args.node.address)
+            if args.node.address
+            else self.facts.apply(lambda facts: facts["address"])
+        )
 
     def prepare_os(self, fleet_hosts: pulumi.Input[str]) -> None:
         """Register the OS prep step; `fleet_hosts` is "name=address,..." for every node."""
-        step = ScriptStep(OS_PREP_SCRIPT, env=os_prep_env(self._args.node, self._args.os,
-                                                          fleet_hosts))
+        step = ScriptStep(
+            OS_PREP_SCRIPT, env=os_prep_env(self._args.node, self._args.os, fleet_hosts)
+        )
         self.os_prep_command = remote.Command(
             f"{self._name}-os-prep",
             connection=self.connection,
@@ -125,14 +150,16 @@ class BareMetalNode(pulumi.ComponentResource):
             add_previous_output_in_env=False,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.facts_command]),
         )
-        self.register_outputs({
-            "facts": self.facts,
-            "address": self.address,
-            "steps": [
-                self._facts_step.describe().apply(lambda d: {"step": "facts", **d}),
-                step.describe().apply(lambda d: {"step": "os-prep", "action": "apply", **d}),
-            ],
-        })
+        self.register_outputs(
+            {
+                "facts": self.facts,
+                "address": self.address,
+                "steps": [
+                    self._facts_step.describe().apply(lambda d: {"step": "facts", **d}),
+                    step.describe().apply(lambda d: {"step": "os-prep", "action": "apply", **d}),
+                ],
+            }
+        )
 
 
 def fleet_hosts(addresses: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:

@@ -41,8 +41,9 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     render = commands.add_parser("render", help="show the graph a stack file becomes, offline")
     render.add_argument("stack_file", help="a Pulumi.<stack>.yaml file")
-    render.add_argument("--json", action="store_true",
-                        help="machine-readable resources and outputs")
+    render.add_argument(
+        "--json", action="store_true", help="machine-readable resources and outputs"
+    )
     render.set_defaults(run=_render)
     schema = commands.add_parser("schema", help="print the JSON Schema of a stack file")
     schema.set_defaults(run=_schema)

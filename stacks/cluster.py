@@ -17,22 +17,24 @@ class Cluster:
 
     def summary(self) -> pulumi.Output[dict]:
         """Per node: role, address, arch and what the preflight found."""
-        return pulumi.Output.all(**{
-            node.name: self.nodes[node.name].facts.apply(
-                lambda facts, node=node: {
-                    "role": node.role,
-                    "host": node.host,
-                    "address": node.address or facts.get("address"),
-                    "arch": facts.get("arch"),
-                    "os": facts.get("os"),
-                    "cpus": facts.get("cpus"),
-                    "memoryMb": facts.get("memoryMb"),
-                    "gpus": facts.get("gpus"),
-                    "labels": dict(node.labels),
-                }
-            )
-            for node in self.site.nodes
-        })
+        return pulumi.Output.all(
+            **{
+                node.name: self.nodes[node.name].facts.apply(
+                    lambda facts, node=node: {
+                        "role": node.role,
+                        "host": node.host,
+                        "address": node.address or facts.get("address"),
+                        "arch": facts.get("arch"),
+                        "os": facts.get("os"),
+                        "cpus": facts.get("cpus"),
+                        "memoryMb": facts.get("memoryMb"),
+                        "gpus": facts.get("gpus"),
+                        "labels": dict(node.labels),
+                    }
+                )
+                for node in self.site.nodes
+            }
+        )
 
 
 def build_cluster(site: Site) -> Cluster:

@@ -81,9 +81,10 @@ def decode_config(config: Mapping[str, object]) -> dict[str, object]:
             try:
                 value = json.loads(raw)
             except ValueError:
-                raise ConfigError(full_key, "is not valid JSON: set it again with "
-                                  "`pulumi config set --path`") from None
-        decoded[full_key[len(prefix):]] = value
+                raise ConfigError(
+                    full_key, "is not valid JSON: set it again with `pulumi config set --path`"
+                ) from None
+        decoded[full_key[len(prefix) :]] = value
     return decoded
 
 
@@ -130,8 +131,15 @@ def _explain(problem: Mapping[str, typing.Any], loc: list[int | str]) -> str:
         return _unknown_key_message(str(loc[-1]), _aliases_at(loc[:-1]))
     if kind == "literal_error":
         return f"{given!r} is not allowed here: use {ctx.get('expected')}"
-    if kind in {"greater_than_equal", "less_than_equal", "int_parsing", "int_type",
-                "int_from_float", "greater_than", "less_than"}:
+    if kind in {
+        "greater_than_equal",
+        "less_than_equal",
+        "int_parsing",
+        "int_type",
+        "int_from_float",
+        "greater_than",
+        "less_than",
+    }:
         if field.endswith("port") or field.endswith("Port") or field == "port":
             return f"{given!r} is not a port number: use a whole number from 1 to 65535"
         return f"{given!r} is out of range: {problem['msg'].lower()}"
@@ -140,8 +148,9 @@ def _explain(problem: Mapping[str, typing.Any], loc: list[int | str]) -> str:
     if kind in {"model_type", "model_attributes_type", "dict_type"}:
         return f"must be a mapping of keys to values, not {type(given).__name__}"
     if kind == "list_type":
-        return (f"must be a list, not {type(given).__name__}: "
-                "write it as [a, b] or one '- ' line each")
+        return (
+            f"must be a list, not {type(given).__name__}: write it as [a, b] or one '- ' line each"
+        )
     if kind == "string_type":
         return f"must be a string, not {type(given).__name__}: quote the value"
     if kind == "bool_parsing" or kind == "bool_type":

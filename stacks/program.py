@@ -19,7 +19,8 @@ def check_ssh_agent(site: Site) -> None:
     for index, node in enumerate(site.nodes):
         if not has_credentials(site.ssh_for(node)):
             raise ConfigError(
-                key_path(["nodes", index, "ssh"]) if node.ssh.model_fields_set
+                key_path(["nodes", index, "ssh"])
+                if node.ssh.model_fields_set
                 else key_path(["ssh"]),
                 f"node {node.name} has no privateKeyFile, privateKey or password and no SSH "
                 "agent is running (SSH_AUTH_SOCK is unset): run `eval $(ssh-agent) && ssh-add`"

@@ -73,14 +73,16 @@ class RecordingMonitor(mocks.MockMonitor):
         dependencies = set(request.dependencies)
         for urns in request.propertyDependencies.values():
             dependencies.update(urns.urns)
-        self.recorded.append({
-            "urn": response.urn,
-            "type": request.type,
-            "name": request.name,
-            "parent": request.parent or None,
-            "dependencies": sorted(dependencies),
-            "inputs": mask_secrets(rpc.deserialize_properties(request.object)),
-        })
+        self.recorded.append(
+            {
+                "urn": response.urn,
+                "type": request.type,
+                "name": request.name,
+                "parent": request.parent or None,
+                "dependencies": sorted(dependencies),
+                "inputs": mask_secrets(rpc.deserialize_properties(request.object)),
+            }
+        )
         return response
 
     def RegisterResourceOutputs(self, request):  # noqa: N802
@@ -104,8 +106,14 @@ class Rendering:
         return {"resources": self.resources, "outputs": self.outputs.get(self.stack_urn, {})}
 
     def component(self, type_name: str, name: str) -> dict | None:
-        return next((r for r in self.resources
-                     if r["type"] == COMPONENT_PREFIX + type_name and r["name"] == name), None)
+        return next(
+            (
+                r
+                for r in self.resources
+                if r["type"] == COMPONENT_PREFIX + type_name and r["name"] == name
+            ),
+            None,
+        )
 
 
 def evaluate(stack: StackFile) -> Rendering:
@@ -116,8 +124,9 @@ def evaluate(stack: StackFile) -> Rendering:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        mocks.set_mocks(providers, project=stack.project, stack=stack.stack, preview=True,
-                        monitor=monitor)
+        mocks.set_mocks(
+            providers, project=stack.project, stack=stack.stack, preview=True, monitor=monitor
+        )
         # set_mocks finishes a root stack of its own; the program gets a fresh one, as under
         # the CLI, so its exports are registered as the stack's outputs.
         loop.run_until_complete(wait_for_rpcs())
@@ -145,8 +154,10 @@ def format_text(rendering: Rendering) -> str:
     for node in site.nodes:
         ssh = site.ssh_for(node)
         lines.append("")
-        lines.append(f"{node.name}  {'+'.join(node.roles)}  {login_user(ssh)}@{node.host}:"
-                     f"{ssh.port or 22}  arch {node.arch}")
+        lines.append(
+            f"{node.name}  {'+'.join(node.roles)}  {login_user(ssh)}@{node.host}:"
+            f"{ssh.port or 22}  arch {node.arch}"
+        )
         component = rendering.component("BareMetalNode", node.name)
         steps = rendering.outputs.get(component["urn"], {}).get("steps", []) if component else []
         for number, step in enumerate(steps, start=1):

@@ -108,7 +108,7 @@ def _label_value(value: object) -> object:
     if isinstance(value, bool):
         raise _fail(
             "label_value",
-            "label values are strings: quote it in the stack file, e.g. \"true\"",
+            'label values are strings: quote it in the stack file, e.g. "true"',
         )
     if isinstance(value, int | float):
         return str(value)
@@ -301,8 +301,9 @@ class OsSettings(Strict):
     """Operating-system preparation shared by every node (`convecthub:os`)."""
 
     set_hostname: bool = Field(
-        default=True, description="Rename each machine to its node name (off for the dev stack, "
-        "whose only node is the provisioner itself)."
+        default=True,
+        description="Rename each machine to its node name (off for the dev stack, "
+        "whose only node is the provisioner itself).",
     )
     apt_mirror: Url | None = Field(
         default=None, description="Distribution mirror replacing the node's apt sources."
@@ -320,8 +321,9 @@ class OsSettings(Strict):
 class K3sSettings(Strict):
     version: Annotated[str, Field(pattern=_K3S_VERSION.pattern)] = DEFAULT_K3S_VERSION
     api_endpoint: Address | None = Field(
-        default=None, description="Address clients and agents use for the API; "
-        "default: the first server's private address."
+        default=None,
+        description="Address clients and agents use for the API; "
+        "default: the first server's private address.",
     )
     token: SecretStr | None = Field(
         default=None, description="Cluster join token (seed's convect_token); generated if unset."

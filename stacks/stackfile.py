@@ -48,7 +48,7 @@ def _stack_name(path: Path) -> str:
     name = path.name
     for suffix in (".yaml", ".yml"):
         if name.startswith("Pulumi.") and name.endswith(suffix):
-            return name[len("Pulumi."):-len(suffix)]
+            return name[len("Pulumi.") : -len(suffix)]
     raise ConfigError(str(path), "a stack file is named Pulumi.<stack>.yaml, e.g. Pulumi.dev.yaml")
 
 
@@ -62,8 +62,9 @@ def _load_yaml(path: Path) -> dict:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(str(path), f"is not valid YAML{where}: fix the indentation or "
-                          "quoting there") from None
+        raise ConfigError(
+            str(path), f"is not valid YAML{where}: fix the indentation or quoting there"
+        ) from None
     if not isinstance(document, dict):
         raise ConfigError(str(path), "must be a YAML mapping with a `config:` key")
     return document
