@@ -137,7 +137,24 @@ def evaluate(stack: StackFile) -> Rendering:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    return Rendering(stack, loaded, monitor.recorded, monitor.recorded_outputs)
+    return Rendering(stack, loaded, parent_first(monitor.recorded), monitor.recorded_outputs)
+
+
+def parent_first(resources: list[dict]) -> list[dict]:
+    """Each resource, then its children in URN order, from the roots down. RPCs complete in
+    whatever order the thread pool runs them; this order is the same on every run."""
+    children: dict[str | None, list[dict]] = {}
+    for resource in resources:
+        children.setdefault(resource["parent"], []).append(resource)
+    ordered: list[dict] = []
+    pending = sorted(children.get(None, []), key=lambda r: r["urn"], reverse=True)
+    while pending:
+        resource = pending.pop()
+        ordered.append(resource)
+        pending.extend(
+            sorted(children.get(resource["urn"], []), key=lambda r: r["urn"], reverse=True)
+        )
+    return ordered
 
 
 def format_text(rendering: Rendering) -> str:

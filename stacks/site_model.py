@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -240,7 +241,17 @@ def _parse_taint(value: object) -> Taint:
     return Taint(key=key, value=taint_value, effect=effect)
 
 
-TaintSpec = Annotated[Taint, BeforeValidator(_parse_taint)]
+TaintSpec = Annotated[
+    Taint,
+    BeforeValidator(_parse_taint),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[^=:\s]+(=[^=:\s]*)?:(NoSchedule|PreferNoSchedule|NoExecute)$",
+            "description": "key=value:Effect or key:Effect",
+        }
+    ),
+]
 
 
 class Node(Strict):

@@ -10,6 +10,7 @@
 #   CONVECTHUB_MIN_MEMORY_MB   default 3584    4 GB machines report about 3.8 GiB,
 #   CONVECTHUB_MIN_DISK_GB     default 10      10 GB free where k3s keeps its data)
 #   CONVECTHUB_DISK_PATH       default /var/lib
+#   CONVECTHUB_OS_RELEASE      default /etc/os-release
 set -euo pipefail
 
 node=${CONVECTHUB_NODE_NAME:-$(hostname)}
@@ -31,8 +32,8 @@ json_string() {
 os_release_field() {
   local field=$1
   (
-    # shellcheck disable=SC1091
-    . /etc/os-release 2>/dev/null || true
+    # shellcheck disable=SC1090,SC1091 # the os-release file of the machine
+    . "${CONVECTHUB_OS_RELEASE:-/etc/os-release}" 2>/dev/null || true
     printf '%s' "${!field:-}"
   )
 }

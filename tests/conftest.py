@@ -1,0 +1,73 @@
+"""Shared helpers: write a stack file for a site and render it under the recording mocks."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.render import Rendering, evaluate
+from stacks.stackfile import read_stack_file
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+FAKE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key-for-tests\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+
+
+def three_node_site() -> dict[str, object]:
+    """A small valid site: one server, two agents, one of them with a GPU."""
+    return {
+        "nodes": [
+            {"name": "master", "host": "10.0.0.10", "roles": ["server"], "iface": "eth1"},
+            {"name": "worker1", "host": "10.0.0.11", "roles": ["agent"]},
+            {
+                "name": "worker2",
+                "host": "10.0.0.12",
+                "roles": ["agent"],
+                "gpu": {"vendor": "nvidia", "type": "A100", "installDriver": False},
+                "labels": {"org": "public", "train": "true"},
+                "taints": ["gpu=true:NoSchedule"],
+            },
+        ],
+    }
+
+
+def write_stack_file(directory: Path, values: dict[str, object], stack: str = "test") -> Path:
+    path = directory / f"Pulumi.{stack}.yaml"
+    config = {f"convecthub:{key}": value for key, value in values.items()}
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def site() -> dict[str, object]:
+    return copy.deepcopy(three_node_site())
+
+
+@pytest.fixture
+def render(tmp_path: Path) -> Callable[[dict[str, object]], Rendering]:
+    def render_values(values: dict[str, object]) -> Rendering:
+        return evaluate(read_stack_file(write_stack_file(tmp_path, values)))
+
+    return render_values
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "id_test"
+    path.write_text(FAKE_KEY, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def resources_by_name(rendering: Rendering) -> dict[str, dict]:
+    return {resource["name"]: resource for resource in rendering.resources}
+
+
+def name_of(urn: str) -> str:
+    return urn.rsplit("::", 1)[-1]
