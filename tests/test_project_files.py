@@ -1,0 +1,41 @@
+"""The project's own files agree with each other: README, CI, Pulumi.yaml, requirements."""
+
+from __future__ import annotations
+
+import re
+
+import yaml
+
+from stacks.config import NAMESPACE
+from stacks.site_model import Site
+from tests.conftest import PROJECT_DIR
+
+
+def readme_commands() -> list[str]:
+    text = (PROJECT_DIR / "README.md").read_text()
+    return re.findall(r"```sh\n(.*?)\n```", text, flags=re.DOTALL)
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    test_command = next(c for c in readme_commands() if "pytest" in c)
+    assert test_command in (PROJECT_DIR / ".ci" / "run").read_text().splitlines()
+
+
+def test_project_file_describes_every_config_key() -> None:
+    project = yaml.safe_load((PROJECT_DIR / "Pulumi.yaml").read_text())
+    assert project["name"] == NAMESPACE
+    assert project["runtime"] == {
+        "name": "python",
+        "options": {"toolchain": "pip", "virtualenv": ".venv"},
+    }
+    declared = set(project["template"]["config"])
+    expected = {f"{NAMESPACE}:{info.alias or name}" for name, info in Site.model_fields.items()}
+    assert declared == expected
+    assert all(entry["description"] for entry in project["template"]["config"].values())
+
+
+def test_requirements_are_pinned() -> None:
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        for line in (PROJECT_DIR / name).read_text().splitlines():
+            if line and not line.startswith(("#", "-r ")):
+                assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", line), line
