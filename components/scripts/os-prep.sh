@@ -82,6 +82,12 @@ set_block() {
   write_file "$file" "$mode" "$(with_block "$file" "$content")"
 }
 
+# A machine without /etc/hosts (minimal images) gets the standard localhost lines first.
+ensure_hosts_file() {
+  [ -e /etc/hosts ] && return 0
+  write_file /etc/hosts 644 "$(printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback')"
+}
+
 hosts_block() {
   local entry
   local -a entries
@@ -217,7 +223,8 @@ apply_time_sync() {
   else
     remove_file "$TIMESYNCD_FILE" && changed=true
   fi
-  if [ "$(timedatectl show -p NTP --value 2>/dev/null)" != yes ]; then
+  # In a container timesyncd never runs (the host keeps time), so look at the unit, not NTP=.
+  if [ "$(systemctl is-enabled systemd-timesyncd.service 2>/dev/null)" != enabled ]; then
     timedatectl set-ntp true 2>/dev/null || say "time sync is left to the host (no NTP here: $(systemd-detect-virt 2>/dev/null || echo unknown))"
   elif [ "$changed" = true ]; then
     systemctl try-restart systemd-timesyncd.service || true
@@ -227,6 +234,7 @@ apply_time_sync() {
 remove_time_sync() {
   remove_file "$CHRONY_FILE" || true
   if remove_file "$TIMESYNCD_FILE"; then
+    rmdir --ignore-fail-on-non-empty "$(dirname "$TIMESYNCD_FILE")"
     systemctl try-restart systemd-timesyncd.service 2>/dev/null || true
   fi
 }
@@ -316,7 +324,7 @@ apply_proxy_environment() {
     [ -n "$value" ] || continue
     lines="${lines}${name}=${value}"$'\n'"${name^^}=${value}"$'\n'
   done
-  touch /etc/environment
+  [ -e /etc/environment ] || [ -z "$lines" ] || : >/etc/environment
   set_block /etc/environment "${lines%$'\n'}" || true
 }
 
@@ -345,6 +353,7 @@ install_packages() {
 
 apply() {
   apply_hostname
+  ensure_hosts_file || true
   set_block /etc/hosts "$(hosts_block)" || true
   apply_swap
   apply_kernel
