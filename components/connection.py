@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import os
 from pathlib import Path
 
 import pulumi
@@ -22,9 +23,15 @@ def login_user(ssh: SshSettings | Bastion) -> str:
     return ssh.user or getpass.getuser()
 
 
-@functools.cache
 def read_key_file(path: str) -> str:
-    """A private key file's text (read once per file, however many nodes share it)."""
+    """A private key file's text: read once however many nodes share it, and again when the
+    file changes (a long-lived process may evaluate the program more than once)."""
+    stat = os.stat(path)
+    return _read_key_file(path, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _read_key_file(path: str, _inode: int, _mtime_ns: int, _size: int) -> str:
     return Path(path).read_text(encoding="utf-8")
 
 

@@ -98,3 +98,15 @@ def test_secure_values_of_a_stack_file_render_as_secret(tmp_path) -> None:
     rendering = evaluate(stack)
     assert rendering.loaded.warnings == ()
     assert "v1:AAAA" not in everything_rendered(rendering)
+
+
+def test_a_replaced_key_file_is_read_again(tmp_path) -> None:
+    from components.connection import read_key_file
+
+    path = tmp_path / "id_rotating"
+    path.write_text("first key")
+    assert read_key_file(str(path)) == read_key_file(str(path)) == "first key"
+    replacement = tmp_path / "id_new"
+    replacement.write_text("second key, longer")
+    replacement.replace(path)
+    assert read_key_file(str(path)) == "second key, longer"

@@ -33,6 +33,7 @@ readonly CHRONY_FILE=/etc/chrony/sources.d/convecthub.sources
 node=${CONVECTHUB_NODE_NAME:-$(hostname)}
 state_dir=${CONVECTHUB_STATE_DIR:-/var/lib/convecthub}
 apt_sources_changed=false
+apt_failure=""
 
 say() { echo "convecthub: node ${node}: $*" >&2; }
 fail() {
@@ -335,6 +336,44 @@ missing_packages() {
   done
 }
 
+# A run cut off during an install (lost connection, power) leaves dpkg half-done: finish it.
+finish_interrupted_dpkg() {
+  [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || return 0
+  say "finishing an interrupted package installation (dpkg --configure -a)"
+  dpkg --force-confold --configure -a >/dev/null ||
+    fail "dpkg --configure -a failed: repair the node's packages by hand, then run again"
+}
+
+# run_apt SECONDS ARGS...: apt-get, cut off after SECONDS and tried three times in all (a
+# mirror or proxy that stalls must not hang the node's preparation for ever).
+run_apt() {
+  local limit=$1 attempt log
+  shift
+  log=$(mktemp)
+  for attempt in 1 2 3; do
+    if timeout --kill-after=10 "$limit" apt-get -q -o DPkg::Lock::Timeout=300 \
+      -o Acquire::Retries=3 -o Acquire::http::Timeout=30 -o Acquire::https::Timeout=30 \
+      "$@" >"$log" 2>&1; then
+      rm -f "$log"
+      return 0
+    fi
+    if [ "$attempt" -lt 3 ]; then
+      say "apt-get $1 failed (attempt ${attempt} of 3): $(apt_error "$log"); trying again"
+      finish_interrupted_dpkg
+      sleep 2
+    fi
+  done
+  apt_failure=$(apt_error "$log")
+  rm -f "$log"
+  return 1
+}
+
+apt_error() {
+  local line
+  line=$(grep -E '^(E|Err):' "$1" | tail -n 1)
+  echo "${line:-$(tail -n 1 "$1")}"
+}
+
 install_packages() {
   local -a missing
   mapfile -t missing < <(missing_packages "$@")
@@ -342,13 +381,14 @@ install_packages() {
     return 0
   fi
   export DEBIAN_FRONTEND=noninteractive
-  apt-get -q -o DPkg::Lock::Timeout=300 update >/dev/null ||
-    fail "apt-get update failed: check the node's apt sources, or set convecthub:os aptMirror / aptProxy"
+  finish_interrupted_dpkg
+  run_apt 300 update ||
+    fail "apt-get update failed (${apt_failure}): check the node's apt sources, or set convecthub:os aptMirror / aptProxy"
   apt_sources_changed=false
   [ "${#missing[@]}" -gt 0 ] || return 0
   say "installing ${missing[*]}"
-  apt-get -q -y -o DPkg::Lock::Timeout=300 install --no-install-recommends "${missing[@]}" >/dev/null ||
-    fail "could not install ${missing[*]}: check the node's apt sources, or set convecthub:os aptMirror / aptProxy"
+  run_apt 1800 -y install --no-install-recommends "${missing[@]}" ||
+    fail "could not install ${missing[*]} (${apt_failure}): check the node's apt sources, or set convecthub:os aptMirror / aptProxy"
 }
 
 apply() {
