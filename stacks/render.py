@@ -119,13 +119,23 @@ class Rendering:
 def evaluate(stack: StackFile) -> Rendering:
     """Run the program with the stack file's config; raises ConfigError on bad config."""
     loaded = load_site(decode_config(stack.config), stack.secret_keys)
-    providers = StandInProviders()
-    monitor = RecordingMonitor(providers)
+    monitor = RecordingMonitor(StandInProviders())
+    run_program(stack, monitor, preview=True)
+    return Rendering(stack, loaded, parent_first(monitor.recorded), monitor.recorded_outputs)
+
+
+def run_program(stack: StackFile, monitor: RecordingMonitor, *, preview: bool) -> None:
+    """Evaluate the real program against `monitor` with the stack file's config, to the end
+    (every registration answered), in an event loop of its own."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         mocks.set_mocks(
-            providers, project=stack.project, stack=stack.stack, preview=True, monitor=monitor
+            monitor.mocks,
+            project=stack.project,
+            stack=stack.stack,
+            preview=preview,
+            monitor=monitor,
         )
         # set_mocks finishes a root stack of its own; the program gets a fresh one, as under
         # the CLI, so its exports are registered as the stack's outputs.
@@ -137,7 +147,6 @@ def evaluate(stack: StackFile) -> Rendering:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
-    return Rendering(stack, loaded, parent_first(monitor.recorded), monitor.recorded_outputs)
 
 
 def parent_first(resources: list[dict]) -> list[dict]:

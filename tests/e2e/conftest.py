@@ -1,0 +1,66 @@
+"""The sandbox fleet for end-to-end tests: a fresh fleet per test, torn down also on failure."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.stackfile import StackFile, read_stack_file
+from tests.sandbox.deployment import Deployment
+from tests.sandbox.fleet import SUDO_USER, SandboxFleet, unavailable_reason
+
+NODE_NAMES = ("master", "worker1", "worker2")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    reason = unavailable_reason()
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture
+def fleet() -> Iterator[SandboxFleet]:
+    """node1..node3; node2 carries a stand-in GPU."""
+    with SandboxFleet(3, gpu_nodes=("node2",)) as booted:
+        yield booted
+
+
+def sandbox_site(fleet: SandboxFleet) -> dict:
+    """master (server) on node1, worker1 (agent, GPU) on node2, worker2 (agent) on node3."""
+    node1, node2, node3 = fleet.nodes
+    return {
+        "convecthub:ssh": {"user": SUDO_USER, "privateKeyFile": str(fleet.key_file)},
+        "convecthub:nodes": [
+            {"name": "master", "host": node1.address, "roles": ["server"], "iface": "host0"},
+            {
+                "name": "worker1",
+                "host": node2.address,
+                "roles": ["agent"],
+                "gpu": {"vendor": "nvidia", "type": "A100"},
+                "labels": {"org": "public"},
+            },
+            {"name": "worker2", "host": node3.address, "roles": ["agent"]},
+        ],
+        "convecthub:os": {"aptProxy": fleet.apt_proxy, "ntpServers": [fleet.gateway]},
+    }
+
+
+@pytest.fixture
+def stack_file(tmp_path: Path) -> Callable[[dict], StackFile]:
+    def write(config: dict) -> StackFile:
+        path = tmp_path / "Pulumi.sandbox.yaml"
+        path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+        return read_stack_file(path)
+
+    return write
+
+
+@pytest.fixture
+def deployment() -> Deployment:
+    return Deployment()

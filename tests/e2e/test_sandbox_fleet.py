@@ -1,0 +1,316 @@
+"""End to end: the real program's node scripts on booted machines, over SSH.
+
+Each test gets a fresh 3-node sandbox fleet (tests/sandbox/fleet.py) and drives the program
+with the stand-in provider (tests/sandbox/deployment.py).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import PROJECT_DIR
+from tests.e2e.conftest import NODE_NAMES, sandbox_site
+from tests.sandbox.deployment import CommandError, Deployment
+from tests.sandbox.fleet import SandboxFleet, alive, mounts_under, run
+
+COMMAND = "command:remote:Command"
+HOSTS_BLOCK = "# BEGIN convecthub"
+# What a script may leave changing on its own: logs, caches, runtime state.
+VOLATILE = (
+    "/proc",
+    "/sys",
+    "/run",
+    "/dev",
+    "/tmp",
+    "/var/log",
+    "/var/cache",
+    "/var/lib/apt",
+    "/var/lib/systemd",
+    "/var/lib/dhcp",
+    "/var/tmp",
+)
+
+
+def files_of(fleet: SandboxFleet, node) -> str:
+    """Every file on the node with its modification time and checksum, volatile places aside."""
+    prune = " -o ".join(f"-path {path}" for path in VOLATILE)
+    return fleet.sh(
+        node, f"find / -xdev \\( {prune} \\) -prune -o -type f -printf '%p %T@ %s\\n' | sort"
+    )
+
+
+def keys(commands: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return sorted((action, key.removeprefix(f"{COMMAND}::")) for action, key in commands)
+
+
+def by_name(fleet: SandboxFleet, name: str):
+    return fleet.nodes[NODE_NAMES.index(name)]
+
+
+def test_a_three_node_site_comes_up(fleet, deployment, stack_file) -> None:
+    outputs = deployment.up(stack_file(sandbox_site(fleet)))
+    assert keys(deployment.commands) == [
+        ("create", f"{n}-{step}") for n in NODE_NAMES for step in ("facts", "os-prep")
+    ]
+    addresses = {name: by_name(fleet, name).address for name in NODE_NAMES}
+    expected_block = "\n".join(
+        [
+            HOSTS_BLOCK + " (managed by convecthub-infra; edits here are overwritten)",
+            *(f"{addresses[n]}\t{n}" for n in NODE_NAMES),
+            "# END convecthub",
+        ]
+    )
+    for name in NODE_NAMES:
+        node = by_name(fleet, name)
+        report = fleet.sh(
+            node,
+            """
+            hostname; cat /etc/hosts; echo ---
+            grep swap /etc/fstab; awk 'NR > 1' /proc/swaps | wc -l; echo ---
+            cat /etc/sysctl.d/90-convecthub.conf; sysctl -n net.ipv4.ip_forward; echo ---
+            cat /etc/modules-load.d/convecthub.conf; echo ---
+            cat /etc/apt/apt.conf.d/90convecthub-proxy; echo ---
+            cat /etc/systemd/timesyncd.conf.d/convecthub.conf; echo ---
+            dpkg-query -W -f='${Package} ${Status}\\n' curl gnupg iptables conntrack socat
+            """,
+        )
+        hosts, swap, sysctl, modules, apt, ntp, packages = report.split("---\n")
+        assert hosts.splitlines()[0] == name
+        assert expected_block in hosts
+        assert swap == "#convecthub-swap-off# /swap.img\tnone\tswap\tsw\t0\t0\n0\n"
+        assert "net.ipv4.ip_forward=1" in sysctl and sysctl.endswith("\n1\n")
+        assert modules == "overlay\nbr_netfilter\n"
+        assert apt == f'Acquire::http::Proxy "{fleet.apt_proxy}";\n'
+        assert ntp == f"[Time]\nNTP={fleet.gateway}\n"
+        assert packages.count("install ok installed") == 5
+    summary = outputs["nodes"]
+    assert summary["worker1"]["gpus"] == [
+        {"slot": "0000:3b:00.0", "class": "0302", "vendor": "nvidia", "device": "10de:20b0"}
+    ]
+    assert summary["master"]["address"] == addresses["master"]
+    assert summary["worker2"]["os"] == {"id": "debian", "version": "12"}
+
+
+def test_a_second_up_runs_nothing_and_scripts_twice_change_nothing(
+    fleet, deployment, stack_file
+) -> None:
+    site = stack_file(sandbox_site(fleet))
+    deployment.up(site)
+    deployment.commands.clear()
+    deployment.up(site)
+    assert deployment.commands == []
+    # By hand, as the program runs them: each script twice; the second run writes nothing.
+    node = by_name(fleet, "worker1")
+    for step in ("facts", "os-prep"):
+        inputs = deployment.state[f"{COMMAND}::worker1-{step}"].inputs
+        for attempt in (1, 2):
+            before = files_of(fleet, node)
+            result = run(
+                *fleet.ssh_command(node, "convect"),
+                inputs["create"],
+                input=inputs["stdin"],
+                check=False,
+                timeout=300,
+            )
+            assert result.returncode == 0, result.stderr
+            changed = sorted(set(files_of(fleet, node).splitlines()) ^ set(before.splitlines()))
+            if attempt == 2:
+                assert changed == [], f"{step} changed files when run again"
+
+
+def test_a_changed_setting_reruns_only_what_the_graph_says(fleet, deployment, stack_file):
+    config = sandbox_site(fleet)
+    deployment.up(stack_file(config))
+
+    config["convecthub:os"]["ntpServers"] = [fleet.gateway, "ntp.example"]
+    deployment.commands.clear()
+    deployment.up(stack_file(config))
+    assert keys(deployment.commands) == [("update", f"{n}-os-prep") for n in NODE_NAMES]
+    assert "NTP=" + fleet.gateway + " ntp.example" in fleet.sh(
+        by_name(fleet, "worker2"), "cat /etc/systemd/timesyncd.conf.d/convecthub.conf"
+    )
+
+    # No step reads labels yet: a label change runs nothing.
+    config["convecthub:nodes"][1]["labels"] = {"org": "research"}
+    deployment.commands.clear()
+    deployment.up(stack_file(config))
+    assert deployment.commands == []
+
+    # One node's interface: only its preflight runs again; its address is the same.
+    config["convecthub:nodes"][2]["iface"] = "host0"
+    deployment.commands.clear()
+    deployment.up(stack_file(config))
+    assert keys(deployment.commands) == [("update", "worker2-facts")]
+
+
+def test_destroy_leaves_every_node_clean(fleet, deployment, stack_file) -> None:
+    before = {node.name: fleet.sh(node, "hostname; cat /etc/fstab") for node in fleet.nodes}
+    deployment.up(stack_file(sandbox_site(fleet)))
+    deployment.commands.clear()
+    deployment.destroy()
+    assert keys(deployment.commands) == [("delete", f"{n}-os-prep") for n in NODE_NAMES]
+    assert deployment.state == {}
+    for node in fleet.nodes:
+        assert fleet.sh(node, "hostname; cat /etc/fstab") == before[node.name]
+        assert HOSTS_BLOCK not in fleet.sh(node, "cat /etc/hosts")
+        leftovers = fleet.sh(
+            node,
+            "find / -xdev \\( -path /proc -o -path /sys \\) -prune -o -name '*convecthub*' -print",
+        )
+        assert leftovers == ""
+
+
+def test_an_unreachable_node_fails_naming_it_and_changes_nothing(
+    fleet, deployment, stack_file
+) -> None:
+    config = sandbox_site(fleet)
+    ghost = fleet.gateway.rsplit(".", 1)[0] + ".99"  # inside the sandbox subnet, no machine
+    config["convecthub:nodes"].append({"name": "ghost", "host": ghost, "roles": ["agent"]})
+    with pytest.raises(CommandError) as raised:
+        deployment.up(stack_file(config))
+    assert str(raised.value) == (
+        f"{COMMAND} (ghost-facts): cannot log in to convect@{ghost}:22: ssh: connect to host "
+        f"{ghost} port 22: No route to host"
+    )
+    assert not [key for _, key in deployment.commands if key.endswith("-os-prep")]
+    for node in fleet.nodes:
+        assert HOSTS_BLOCK not in fleet.sh(node, "cat /etc/hosts 2>/dev/null || true")
+
+
+def test_a_wrong_key_fails_naming_the_node(fleet, deployment, stack_file, tmp_path) -> None:
+    wrong = tmp_path / "id_wrong"
+    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong))
+    config = sandbox_site(fleet)
+    config["convecthub:nodes"][1]["ssh"] = {"privateKeyFile": str(wrong)}
+    with pytest.raises(CommandError) as raised:
+        deployment.up(stack_file(config))
+    address = by_name(fleet, "worker1").address
+    assert str(raised.value) == (
+        f"{COMMAND} (worker1-facts): cannot log in to convect@{address}:22: "
+        f"convect@{address}: Permission denied (publickey,password)."
+    )
+    assert not [key for _, key in deployment.commands if key.endswith("-os-prep")]
+
+
+def test_a_run_killed_half_way_converges_on_the_next_up(fleet, deployment, stack_file) -> None:
+    site = stack_file(sandbox_site(fleet))
+    node = by_name(fleet, "worker2")
+    failure: list[BaseException] = []
+
+    def up() -> None:
+        try:
+            deployment.up(site)
+        except BaseException as error:  # handed to the test thread
+            failure.append(error)
+
+    runner = threading.Thread(target=up)
+    runner.start()
+    deadline = time.monotonic() + 300
+    killed = False
+    while runner.is_alive() and time.monotonic() < deadline and not killed:
+        # The moment packages are being installed, cut everything off, as a lost link would.
+        killed = (
+            fleet.sh(
+                node,
+                "if pgrep -x dpkg >/dev/null || pgrep -x apt-get >/dev/null; "
+                "then pkill -KILL -f 'bash -s apply'; pkill -KILL -x apt-get; "
+                "pkill -KILL -x dpkg; echo killed; fi",
+                check=False,
+            )
+            != ""
+        )
+        time.sleep(0.05)
+    runner.join(timeout=600)
+    assert killed, "the install was never caught running"
+    assert failure and isinstance(failure[0], CommandError)
+    assert str(failure[0]).startswith(
+        f"{COMMAND} (worker2-os-prep): cut off on {node.address} (connection lost or the "
+        "command killed)"
+    )
+
+    deployment.commands.clear()
+    deployment.up(site)
+    assert ("create", "worker2-os-prep") in keys(deployment.commands)
+    state = fleet.sh(
+        node,
+        "dpkg --audit; dpkg-query -W -f='${Status}\\n' curl socat; grep -c convecthub /etc/hosts",
+    )
+    assert state == "install ok installed\ninstall ok installed\n2\n"
+    deployment.commands.clear()
+    deployment.up(site)
+    assert deployment.commands == []
+
+
+def test_facts_stop_a_machine_that_is_not_what_the_config_says(
+    fleet, deployment, stack_file
+) -> None:
+    config = sandbox_site(fleet)
+    config["convecthub:nodes"][0]["arch"] = "arm64"
+    with pytest.raises(CommandError) as raised:
+        deployment.up(stack_file(config))
+    assert str(raised.value) == (
+        f"{COMMAND} (master-facts): exited 1: convecthub: node master: is amd64, but its stack "
+        "config says arch: arm64: set arch: amd64 for it in convecthub:nodes"
+    )
+    assert not [key for _, key in deployment.commands if key.endswith("-os-prep")]
+
+
+def test_the_sandbox_leaves_nothing_behind() -> None:
+    with SandboxFleet(1) as fleet:
+        node = fleet.nodes[0]
+        pid, root, bridge = node.pid, node.root, fleet.bridge
+        assert json.loads(fleet.sh(node, "echo '{\"up\": true}'")) == {"up": True}
+    assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+    assert not root.is_mount()
+    assert run("ip", "link", "show", bridge, check=False).returncode != 0
+    assert Deployment().state == {}
+
+
+HOLD_FLEET = """
+import sys, time
+from tests.sandbox.fleet import SandboxFleet
+with SandboxFleet(1, work_dir=__import__('pathlib').Path(sys.argv[1])) as fleet:
+    print(fleet.nodes[0].pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def _held_fleet(work_dir) -> tuple[subprocess.Popen, int]:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_FLEET, str(work_dir)],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None
+    return holder, int(holder.stdout.readline())
+
+
+def _nothing_left(work_dir, nspawn_pid: int) -> None:
+    assert not alive(nspawn_pid)
+    assert not mounts_under(work_dir)
+    assert run("ip", "link", "show", "chsb0", check=False).returncode != 0
+
+
+def test_a_terminated_run_tears_its_fleet_down(tmp_path) -> None:
+    holder, nspawn_pid = _held_fleet(tmp_path / "run")
+    holder.send_signal(signal.SIGTERM)
+    assert holder.wait(timeout=60) == 128 + signal.SIGTERM
+    _nothing_left(tmp_path / "run", nspawn_pid)
+
+
+def test_a_killed_run_is_cleaned_up_by_the_next(tmp_path) -> None:
+    holder, nspawn_pid = _held_fleet(tmp_path / "run")
+    holder.kill()
+    holder.wait(timeout=60)
+    assert alive(nspawn_pid)  # SIGKILL left the node running
+    with SandboxFleet(1, work_dir=tmp_path / "run"):
+        assert not alive(nspawn_pid)
+    _nothing_left(tmp_path / "run", nspawn_pid)

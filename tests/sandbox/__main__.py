@@ -1,0 +1,72 @@
+"""Bring up the sandbox fleet and the program on it, to look inside the nodes by hand.
+
+    sudo .venv/bin/python -m tests.sandbox [--nodes 3]
+
+Boots the nodes, runs `up` for a site of one server and agents (node2 with a stand-in GPU),
+prints how to log in to each node, and tears everything down on Enter or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from stacks.stackfile import read_stack_file
+from tests.sandbox.deployment import CommandError, Deployment
+from tests.sandbox.fleet import SUDO_USER, SandboxFleet, SandboxUnavailableError
+
+
+def demo_site(fleet: SandboxFleet) -> dict:
+    nodes = []
+    for index, node in enumerate(fleet.nodes):
+        entry = {
+            "name": "master" if index == 0 else f"worker{index}",
+            "host": node.address,
+            "roles": ["server"] if index == 0 else ["agent"],
+        }
+        if node.gpu_standin:
+            entry["gpu"] = {"vendor": "nvidia", "type": "A100"}
+        nodes.append(entry)
+    return {
+        "config": {
+            "convecthub:ssh": {"user": SUDO_USER, "privateKeyFile": str(fleet.key_file)},
+            "convecthub:nodes": nodes,
+            "convecthub:os": {"aptProxy": fleet.apt_proxy},
+        }
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sandbox", description=__doc__)
+    parser.add_argument("--nodes", type=int, default=3, choices=range(1, 10))
+    args = parser.parse_args()
+    try:
+        with SandboxFleet(args.nodes, gpu_nodes=("node2",)) as fleet:
+            print(f"booted {args.nodes} node(s); running `up` (facts, os-prep)...", flush=True)
+            with tempfile.TemporaryDirectory() as directory:
+                stack = Path(directory) / "Pulumi.sandbox.yaml"
+                stack.write_text(yaml.safe_dump(demo_site(fleet), sort_keys=False))
+                deployment = Deployment()
+                try:
+                    deployment.up(read_stack_file(stack))
+                    print(f"up ran {len(deployment.commands)} command(s)")
+                except CommandError as error:
+                    print(f"up failed: {error}")
+                for node in fleet.nodes:
+                    print(f"  {node.name}: {shlex.join(fleet.ssh_command(node, SUDO_USER))}")
+                input("press Enter to tear the fleet down ")
+    except SandboxUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, EOFError):
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Executes the real program on real machines, without the Pulumi CLI.
+
+`SshCommandProvider` is a STAND-IN for the pulumi-command provider plugin, which cannot be
+installed here: under `pulumi.runtime.set_mocks`, each `command:remote:Command` runs its
+`create` (or `update`) over SSH, with its `stdin`, on the node its connection names, and answers
+with the real stdout/stderr, so one node's output flows into the next node's input exactly as
+under Pulumi. `Deployment` stands in for the engine's state: a second `up` runs only resources
+whose inputs changed, resources gone from the program are deleted, and `destroy` runs every
+`delete` in reverse dependency order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pulumi
+from pulumi.runtime import rpc
+
+from stacks.render import RecordingMonitor, run_program
+from stacks.stackfile import StackFile
+from tests.sandbox.ssh import SSH_OPTIONS
+
+COMMAND_TYPE = "command:remote:Command"
+# What OpenSSH says when it never got to run the command.
+LOGIN_FAILURES = (
+    "Permission denied",
+    "connect to host",
+    "Connection refused",
+    "timed out",
+    "No route to host",
+    "Could not resolve",
+    "Host key verification failed",
+    "Connection closed by",
+)
+
+
+class CommandError(Exception):
+    """A remote command failed: one line naming the resource (and so the node) and the cause."""
+
+
+def plain(value: object) -> object:
+    """A deserialized property value with every secret unwrapped."""
+    if rpc.is_rpc_secret(value):
+        return plain(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def resource_key(urn: str) -> str:
+    """`type::name` of a URN: the type is the last of the parent chain."""
+    type_chain, name = urn.split("::")[2:4]
+    return f"{type_chain.rsplit('$', 1)[-1]}::{name}"
+
+
+@dataclass
+class ResourceState:
+    key: str
+    inputs: dict
+    outputs: dict
+    dependencies: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _key_file(private_key: str | None) -> Iterator[str | None]:
+    if private_key is None:
+        yield None
+        return
+    with tempfile.NamedTemporaryFile("w", prefix="sandbox-key-", delete=False) as handle:
+        handle.write(private_key)
+    os.chmod(handle.name, 0o600)
+    try:
+        yield handle.name
+    finally:
+        os.unlink(handle.name)
+
+
+def ssh_run(connection: dict, command: str, stdin: str | None, label: str) -> tuple[str, str]:
+    """Run `command` over SSH as pulumi-command does (through the login shell, stdin piped);
+    stdout and stderr without their last newline."""
+    user, host = connection.get("user", "root"), connection["host"]
+    port = int(connection.get("port", 22))
+    with _key_file(connection.get("privateKey")) as key:
+        options = ["-p", str(port), *SSH_OPTIONS]
+        if key:
+            options += ["-i", key, "-o", "IdentitiesOnly=yes"]
+        result = subprocess.run(
+            ["ssh", *options, f"{user}@{host}", command],
+            input=stdin or "",
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    stderr = result.stderr.removesuffix("\n")
+    last = stderr.splitlines()[-1] if stderr else ""
+    if result.returncode == 255 and any(sign in last for sign in LOGIN_FAILURES):
+        raise CommandError(f"{label}: cannot log in to {user}@{host}:{port}: {last}")
+    if result.returncode == 255:
+        raise CommandError(
+            f"{label}: cut off on {host} (connection lost or the command "
+            f"killed){': ' + last if last else ''}"
+        )
+    if result.returncode != 0:
+        raise CommandError(f"{label}: exited {result.returncode}: {last or '(no output)'}")
+    return result.stdout.removesuffix("\n"), stderr
+
+
+class SshCommandProvider(pulumi.runtime.Mocks):
+    """STAND-IN for the pulumi-command provider plugin (see the module docstring)."""
+
+    def __init__(self, deployment: Deployment):
+        self.deployment = deployment
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        key = f"{args.typ}::{args.name}"
+        inputs = plain(args.inputs)
+        assert isinstance(inputs, dict)
+        previous = self.deployment.state.get(key)
+        if previous is not None and previous.inputs == inputs:
+            return f"{args.name}-id", previous.outputs
+        outputs = dict(inputs)
+        if args.typ == COMMAND_TYPE:
+            action = "update" if previous is not None else "create"
+            command = inputs.get("update") if previous is not None else None
+            command = command or inputs.get("create")
+            if command:
+                stdout, stderr = self.deployment.execute(key, action, inputs, command)
+                outputs.update(stdout=stdout, stderr=stderr)
+        self.deployment.record(ResourceState(key, inputs, outputs))
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        return {}, []
+
+
+class DependencyRecorder(RecordingMonitor):
+    """Also notes, per resource, the resources it waits for (for the order of deletes)."""
+
+    def __init__(self, provider: SshCommandProvider):
+        super().__init__(provider)
+        self.deployment = provider.deployment
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+        response = super().RegisterResource(request)
+        # Registrations run concurrently: find this one's record by its URN.
+        record = next(r for r in reversed(self.recorded) if r["urn"] == response.urn)
+        dependencies = [resource_key(urn) for urn in record["dependencies"]]
+        self.deployment.set_dependencies(resource_key(response.urn), dependencies)
+        return response
+
+
+@dataclass
+class Deployment:
+    """One stack's state across `up`s and a `destroy`, and a log of every command run."""
+
+    state: dict[str, ResourceState] = field(default_factory=dict)
+    commands: list[tuple[str, str]] = field(default_factory=list)  # (action, resource key)
+    _lock: threading.Condition = field(default_factory=threading.Condition)
+    _in_flight: int = 0  # commands running now
+
+    def up(self, stack: StackFile) -> dict:
+        """Converge to the program for `stack`: run what changed, delete what is gone.
+        Returns the stack's outputs, secrets masked."""
+        monitor = DependencyRecorder(SshCommandProvider(self))
+        try:
+            run_program(stack, monitor, preview=False)
+        finally:
+            # Like the engine: when one step fails, the steps already running finish first.
+            with self._lock:
+                self._lock.wait_for(lambda: self._in_flight == 0)
+        registered = {resource_key(r["urn"]) for r in monitor.recorded}
+        self._delete(key for key in list(self.state) if key not in registered)
+        stack_urn = next(r["urn"] for r in monitor.recorded if r["type"] == "pulumi:pulumi:Stack")
+        return monitor.recorded_outputs.get(stack_urn, {})
+
+    def destroy(self) -> None:
+        self._delete(list(self.state))
+
+    def execute(self, key: str, action: str, inputs: dict, command: str) -> tuple[str, str]:
+        with self._lock:
+            self.commands.append((action, key))
+            self._in_flight += 1
+        try:
+            return ssh_run(inputs["connection"], command, inputs.get("stdin"), _label(key))
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._lock.notify_all()
+
+    def record(self, resource: ResourceState) -> None:
+        with self._lock:
+            previous = self.state.get(resource.key)
+            if previous is not None:
+                resource.dependencies = previous.dependencies
+            self.state[resource.key] = resource
+
+    def set_dependencies(self, key: str, dependencies: list[str]) -> None:
+        with self._lock:
+            if key in self.state:
+                self.state[key].dependencies = dependencies
+
+    def _delete(self, keys) -> None:
+        doomed = set(keys)
+        while doomed:
+            # A resource goes once nothing left depends on it: dependents first.
+            ready = sorted(
+                k
+                for k in doomed
+                if not any(k in self.state[o].dependencies for o in doomed if o != k)
+            )
+            if not ready:
+                raise AssertionError(f"dependency cycle among {sorted(doomed)}")
+            for key in ready:
+                resource = self.state[key]
+                command = resource.inputs.get("delete")
+                if key.startswith(COMMAND_TYPE) and command:
+                    self.commands.append(("delete", key))
+                    ssh_run(
+                        resource.inputs["connection"],
+                        command,
+                        resource.inputs.get("stdin"),
+                        _label(key),
+                    )
+                del self.state[key]
+                doomed.discard(key)
+
+
+def _label(key: str) -> str:
+    type_name, name = key.split("::")
+    return f"{type_name} ({name})"
