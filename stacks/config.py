@@ -142,6 +142,8 @@ def _explain(problem: Mapping[str, typing.Any], loc: list[int | str]) -> str:
     }:
         if field.endswith("port") or field.endswith("Port") or field == "port":
             return f"{given!r} is not a port number: use a whole number from 1 to 65535"
+        if kind in {"int_parsing", "int_type", "int_from_float"}:
+            return f"{given!r} is not a whole number"
         return f"{given!r} is out of range: {problem['msg'].lower()}"
     if kind == "too_short" and field == "nodes":
         return f"is empty: {_HINTS['nodes']}"

@@ -195,6 +195,17 @@ BAD_INPUTS: list[tuple[str, Mutation, str]] = [
         "convecthub:nodes: must be a list, not dict: write it as [a, b] or one '- ' line each",
     ),
     (
+        "not a number",
+        lambda v: v.update(ssh={"dialAttempts": "many"}),
+        "convecthub:ssh.dialAttempts: 'many' is not a whole number",
+    ),
+    (
+        "number out of range",
+        lambda v: v.update(ssh={"dialAttempts": 0}),
+        "convecthub:ssh.dialAttempts: 0 is out of range: input should be greater than or "
+        "equal to 1",
+    ),
+    (
         "two problems",
         lambda v: [node(v, 1).update(arch="x86"), node(v, 2).update(arch="x86")],
         "convecthub:nodes[1].arch: 'x86' is not allowed here: use 'amd64' or 'arm64' "
