@@ -29,6 +29,8 @@ readonly APT_PROXY_FILE=/etc/apt/apt.conf.d/90convecthub-proxy
 readonly MIRROR_FILE=/etc/apt/sources.list.d/convecthub-mirror.sources
 readonly TIMESYNCD_FILE=/etc/systemd/timesyncd.conf.d/convecthub.conf
 readonly CHRONY_FILE=/etc/chrony/sources.d/convecthub.sources
+# An uncommented line naming one of these is the distribution's own archive.
+readonly DISTRIBUTION_ARCHIVES='^[^#]*(archive\.ubuntu\.com|security\.ubuntu\.com|ports\.ubuntu\.com|deb\.debian\.org|security\.debian\.org|ftp\.[a-z.]*debian\.org)'
 
 node=${CONVECTHUB_NODE_NAME:-$(hostname)}
 state_dir=${CONVECTHUB_STATE_DIR:-/var/lib/convecthub}
@@ -279,8 +281,9 @@ use_apt_mirror() {
       ;;
   esac
   local source
-  for source in /etc/apt/sources.list /etc/apt/sources.list.d/ubuntu.sources /etc/apt/sources.list.d/debian.sources; do
-    [ -s "$source" ] || continue
+  local -a sources
+  mapfile -t sources < <(distribution_sources)
+  for source in "${sources[@]}"; do
     mkdir -p "$state_dir/apt-sources"
     mv "$source" "$state_dir/apt-sources/$(basename "$source")"
     say "moved ${source} aside for the mirror (kept in ${state_dir}/apt-sources)"
@@ -289,6 +292,16 @@ use_apt_mirror() {
   write_file "$MIRROR_FILE" 644 "$(printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: %s\nSigned-By: %s' \
     "$mirror" "$suites" "$components" "$keyring")" && apt_sources_changed=true
   return 0
+}
+
+# The apt source files that name the distribution's own archive (not docker's, nvidia's...).
+distribution_sources() {
+  local file
+  for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    if [ -s "$file" ] && [ "$file" != "$MIRROR_FILE" ] && grep -qE "$DISTRIBUTION_ARCHIVES" "$file"; then
+      echo "$file"
+    fi
+  done
 }
 
 restore_apt_sources() {

@@ -167,6 +167,49 @@ def test_destroy_leaves_every_node_clean(fleet, deployment, stack_file) -> None:
         assert leftovers == ""
 
 
+def test_apt_mirror_and_proxies_are_applied_and_undone(fleet, deployment, stack_file) -> None:
+    config = sandbox_site(fleet)
+    # No aptProxy: apt goes through the site's HTTP proxy (here the sandbox's apt cache).
+    config["convecthub:os"] = {
+        "aptMirror": "http://deb.debian.org/debian",
+        "httpProxy": fleet.apt_proxy,
+        "noProxy": ["10.0.0.0/8"],
+    }
+    node = by_name(fleet, "worker2")
+    original = fleet.sh(node, "ls /etc/apt/sources.list.d; cat /etc/apt/sources.list.d/*")
+    deployment.up(stack_file(config))
+    report = fleet.sh(
+        node,
+        """
+        ls /etc/apt/sources.list.d; echo ---
+        cat /etc/apt/sources.list.d/convecthub-mirror.sources; echo ---
+        cat /etc/apt/apt.conf.d/90convecthub-proxy; echo ---
+        grep -i proxy /etc/environment; echo ---
+        apt-get -q update >/dev/null && echo apt-works
+        """,
+    )
+    listing, mirror, apt_proxy, environment, apt = report.split("---\n")
+    assert listing == "convecthub-mirror.sources\n"
+    assert mirror == (
+        "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm "
+        "bookworm-updates\nComponents: main\nSigned-By: "
+        "/usr/share/keyrings/debian-archive-keyring.gpg\n"
+    )
+    assert apt_proxy == f'Acquire::http::Proxy "{fleet.apt_proxy}";\n'
+    no_proxy = "localhost,127.0.0.1,::1,10.42.0.0/16,10.43.0.0/16,.svc,.cluster.local,10.0.0.0/8"
+    assert environment.splitlines() == [
+        f"http_proxy={fleet.apt_proxy}",
+        f"HTTP_PROXY={fleet.apt_proxy}",
+        f"no_proxy={no_proxy}",
+        f"NO_PROXY={no_proxy}",
+    ]
+    assert apt == "apt-works\n"
+
+    deployment.destroy()
+    assert fleet.sh(node, "ls /etc/apt/sources.list.d; cat /etc/apt/sources.list.d/*") == original
+    assert "proxy" not in fleet.sh(node, "cat /etc/environment 2>/dev/null || true").lower()
+
+
 def test_an_unreachable_node_fails_naming_it_and_changes_nothing(
     fleet, deployment, stack_file
 ) -> None:
