@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pulumi
@@ -49,15 +50,21 @@ class StandInProviders(pulumi.runtime.Mocks):
         return {}, []
 
 
-def mask_secrets(value: object) -> object:
-    """A deserialized property value with every secret, wherever it sits, as "[secret]"."""
+def map_secrets(value: object, on_secret: Callable[[object], object]) -> object:
+    """A deserialized property value with each secret, wherever it sits, replaced by
+    `on_secret(the secret's own value)`."""
     if rpc.is_rpc_secret(value):
-        return SECRET_MASK
+        return on_secret(rpc.unwrap_rpc_secret(value))
     if isinstance(value, dict):
-        return {key: mask_secrets(item) for key, item in value.items()}
+        return {key: map_secrets(item, on_secret) for key, item in value.items()}
     if isinstance(value, list):
-        return [mask_secrets(item) for item in value]
+        return [map_secrets(item, on_secret) for item in value]
     return value
+
+
+def mask_secrets(value: object) -> object:
+    """A deserialized property value with every secret as "[secret]"."""
+    return map_secrets(value, lambda _: SECRET_MASK)
 
 
 class RecordingMonitor(mocks.MockMonitor):
@@ -105,15 +112,9 @@ class Rendering:
     def as_json(self) -> dict:
         return {"resources": self.resources, "outputs": self.outputs.get(self.stack_urn, {})}
 
-    def component(self, type_name: str, name: str) -> dict | None:
-        return next(
-            (
-                r
-                for r in self.resources
-                if r["type"] == COMPONENT_PREFIX + type_name and r["name"] == name
-            ),
-            None,
-        )
+    def components(self, type_name: str) -> dict[str, dict]:
+        """The components of one type, by name."""
+        return {r["name"]: r for r in self.resources if r["type"] == COMPONENT_PREFIX + type_name}
 
 
 def evaluate(stack: StackFile) -> Rendering:
@@ -177,6 +178,7 @@ def format_text(rendering: Rendering) -> str:
     ]
     for warning in rendering.loaded.warnings:
         lines.append(f"  warning: {warning}")
+    components = rendering.components("BareMetalNode")
     for node in site.nodes:
         ssh = site.ssh_for(node)
         lines.append("")
@@ -184,7 +186,7 @@ def format_text(rendering: Rendering) -> str:
             f"{node.name}  {'+'.join(node.roles)}  {login_user(ssh)}@{node.host}:"
             f"{ssh.port or 22}  arch {node.arch}"
         )
-        component = rendering.component("BareMetalNode", node.name)
+        component = components.get(node.name)
         steps = rendering.outputs.get(component["urn"], {}).get("steps", []) if component else []
         for number, step in enumerate(steps, start=1):
             action = f" {step['action']}" if step.get("action") else ""

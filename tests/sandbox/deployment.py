@@ -20,9 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pulumi
-from pulumi.runtime import rpc
 
-from stacks.render import RecordingMonitor, run_program
+from stacks.render import RecordingMonitor, map_secrets, run_program
 from stacks.stackfile import StackFile
 from tests.sandbox.ssh import SSH_OPTIONS
 
@@ -46,13 +45,7 @@ class CommandError(Exception):
 
 def plain(value: object) -> object:
     """A deserialized property value with every secret unwrapped."""
-    if rpc.is_rpc_secret(value):
-        return plain(rpc.unwrap_rpc_secret(value))
-    if isinstance(value, dict):
-        return {key: plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    return value
+    return map_secrets(value, plain)
 
 
 def resource_key(urn: str) -> str:
