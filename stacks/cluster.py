@@ -9,6 +9,9 @@ import pulumi
 from components.node import BareMetalNode, BareMetalNodeArgs, fleet_hosts
 from stacks.site_model import Site
 
+# What the per-node summary output repeats of each node's facts.
+SUMMARY_FACTS = ("arch", "os", "cpus", "memoryMb", "gpus")
+
 
 @dataclass(frozen=True)
 class Cluster:
@@ -19,16 +22,14 @@ class Cluster:
         """Per node: role, address, arch and what the preflight found."""
         return pulumi.Output.all(
             **{
-                node.name: self.nodes[node.name].facts.apply(
-                    lambda facts, node=node: {
+                node.name: pulumi.Output.all(
+                    self.nodes[node.name].facts, self.nodes[node.name].address
+                ).apply(
+                    lambda resolved, node=node: {
                         "role": node.role,
                         "host": node.host,
-                        "address": node.address or facts.get("address"),
-                        "arch": facts.get("arch"),
-                        "os": facts.get("os"),
-                        "cpus": facts.get("cpus"),
-                        "memoryMb": facts.get("memoryMb"),
-                        "gpus": facts.get("gpus"),
+                        "address": resolved[1],
+                        **{key: resolved[0].get(key) for key in SUMMARY_FACTS},
                         "labels": dict(node.labels),
                     }
                 )

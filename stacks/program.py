@@ -16,12 +16,10 @@ def check_ssh_agent(site: Site) -> None:
     """Before anything connects: nodes with no key or password need a running SSH agent."""
     if os.environ.get("SSH_AUTH_SOCK"):
         return
-    for index, node in enumerate(site.nodes):
+    for node in site.nodes:
         if not has_credentials(site.ssh_for(node)):
             raise ConfigError(
-                key_path(["nodes", index, "ssh"])
-                if node.ssh.model_fields_set
-                else key_path(["ssh"]),
+                key_path(["ssh"]),
                 f"node {node.name} has no privateKeyFile, privateKey or password and no SSH "
                 "agent is running (SSH_AUTH_SOCK is unset): run `eval $(ssh-agent) && ssh-add`"
                 ", or set convecthub:ssh.privateKeyFile",

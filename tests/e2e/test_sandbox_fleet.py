@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -253,25 +252,32 @@ def test_a_run_killed_half_way_converges_on_the_next_up(fleet, deployment, stack
         except BaseException as error:  # handed to the test thread
             failure.append(error)
 
+    # A watcher on the node itself waits for dpkg to start installing, then cuts everything
+    # off as a lost link or a power cut would: no race with the speed of the install.
+    watcher = subprocess.Popen(
+        [*fleet.ssh_command(node), "bash -s"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert watcher.stdin is not None
+    watcher.stdin.write(
+        "seen=no\n"
+        "for _ in $(seq 15000); do pgrep -x dpkg >/dev/null && { seen=yes; break; }; "
+        "sleep 0.02; done\n"
+        '[ "$seen" = yes ] || exit 1\n'
+        "pkill -KILL -f 'bash -s apply'; pkill -KILL -x apt-get; pkill -KILL -x dpkg\n"
+        "echo killed\n"
+    )
+    watcher.stdin.close()
     runner = threading.Thread(target=up)
     runner.start()
-    deadline = time.monotonic() + 300
-    killed = False
-    while runner.is_alive() and time.monotonic() < deadline and not killed:
-        # The moment packages are being installed, cut everything off, as a lost link would.
-        killed = (
-            fleet.sh(
-                node,
-                "if pgrep -x dpkg >/dev/null || pgrep -x apt-get >/dev/null; "
-                "then pkill -KILL -f 'bash -s apply'; pkill -KILL -x apt-get; "
-                "pkill -KILL -x dpkg; echo killed; fi",
-                check=False,
-            )
-            != ""
-        )
-        time.sleep(0.05)
     runner.join(timeout=600)
-    assert killed, "the install was never caught running"
+    watched = watcher.wait(timeout=60)
+    assert watcher.stderr is not None
+    assert watched == 0, f"dpkg was never seen installing ({watched}: {watcher.stderr.read()})"
+    assert watcher.stdout is not None and watcher.stdout.read() == "killed\n"
     assert failure and isinstance(failure[0], CommandError)
     assert str(failure[0]).startswith(
         f"{COMMAND} (worker2-os-prep): cut off on {node.address} (connection lost or the "

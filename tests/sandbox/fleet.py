@@ -212,14 +212,17 @@ class SandboxFleet:
     def wait_for_ssh(self, node: SandboxNode, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            # Until boot is over, pam_nologin turns away every user but root: wait for the end.
-            probe = run(
+            # Until boot is over, pam_nologin turns away every user but root. Some boots of
+            # these containers leave /run/nologin behind once boot has finished; it is stale
+            # then, and goes as systemd-user-sessions would have removed it.
+            booted = run(
                 *self.ssh_command(node),
-                "systemctl is-system-running --wait",
+                "systemctl is-system-running --wait && rm -f /run/nologin",
                 check=False,
                 timeout=max(1, deadline - time.monotonic()),
             )
-            if probe.stdout.strip() in ("running", "degraded"):
+            login = run(*self.ssh_command(node, SUDO_USER), "true", check=False, timeout=30)
+            if booted.stdout.strip() in ("running", "degraded") and login.returncode == 0:
                 return
             time.sleep(0.2)
         log = (node.directory / "console.log").read_text(errors="replace")[-2000:]
