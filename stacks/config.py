@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pulumi
 from pydantic import BaseModel, ValidationError
 
+from components.airgap import AirgapBundle
 from stacks.site_model import Site
 
 NAMESPACE = "convecthub"
@@ -41,12 +44,20 @@ class LoadedSite:
     warnings: tuple[str, ...]
 
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def key_path(loc: Iterable[int | str]) -> str:
     """('nodes', 2, 'host') -> 'convecthub:nodes[2].host'."""
     parts = list(loc)
     text = f"{NAMESPACE}:{parts[0]}" if parts else NAMESPACE
     for part in parts[1:]:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif _PLAIN_KEY.match(part):
+            text += f".{part}"
+        else:
+            text += f"[{json.dumps(part)}]"  # a map key such as "docker.io" or "*"
     return text
 
 
@@ -65,6 +76,7 @@ def load_site(values: Mapping[str, object], secret_keys: Iterable[str] = ()) -> 
     except ValidationError as error:
         raise _first_error(error) from None
     _check_fleet(site)
+    _check_registry(site)
     _check_hub(site)
     return LoadedSite(site, tuple(_plain_secret_warnings(values, set(secret_keys))))
 
@@ -100,6 +112,16 @@ def _first_error(error: ValidationError) -> ConfigError:
     problems = error.errors(include_url=False)
     first = problems[0]
     loc = [part for part in first["loc"] if not _is_schema_tag(part)]
+    # A value that fits no member of a union gets one problem per member: say it once.
+    same_place = [p for p in problems if [x for x in p["loc"] if not _is_schema_tag(x)] == loc]
+    if "list[str]" in first["loc"] and len(same_place) > 1:
+        message = (
+            f"{first.get('input')!r} is not a string, a number, true/false or a list of strings"
+        )
+        problems = [p for p in problems if p not in same_place]
+        if problems:
+            message += f" (and {len(problems)} more problem(s) after this one)"
+        return ConfigError(key_path(loc), message)
     message = _explain(first, loc)
     if len(problems) > 1:
         message += f" (and {len(problems) - 1} more problem(s) after this one)"
@@ -219,6 +241,41 @@ def _check_hub(site: Site) -> None:
             f"httpPort and httpsPort are both {site.hub.https_port}: serve HTTP and HTTPS "
             "on different ports, e.g. 80 and 443",
         )
+
+
+# The first release of each minor where k3s's embedded registry mirror is generally available.
+_EMBEDDED_REGISTRY_GA = {29: 12, 30: 8, 31: 4}
+
+
+def _check_registry(site: Site) -> None:
+    registry = site.registry
+    for index, node in enumerate(site.nodes):
+        if "registry" not in node.roles:
+            continue
+        where = key_path(["nodes", index, "roles"])
+        if registry.bundle_dir is None:
+            raise ConfigError(
+                where,
+                "the registry role serves the airgap bundle's images to the other nodes: set "
+                "convecthub:registry.bundleDir, or drop the role",
+            )
+        _major, minor, patch = site.k3s.version_tuple()
+        if minor < 29 or patch < _EMBEDDED_REGISTRY_GA.get(minor, 0):
+            raise ConfigError(
+                where,
+                f"the registry role needs k3s's embedded registry mirror, which k3s "
+                f"{site.k3s.version} lacks: set convecthub:k3s.version to v1.31.4+k3s1 or newer",
+            )
+        break
+    if registry.bundle_dir is not None:
+        arches = sorted({node.arch for node in site.nodes})
+        missing = AirgapBundle(Path(registry.bundle_dir)).missing(arches)
+        if missing:
+            raise ConfigError(
+                key_path(["registry", "bundleDir"]),
+                f"{registry.bundle_dir} lacks {', '.join(missing)}: put the k3s "
+                f"{site.k3s.version} release files there (see the README, 'Airgapped sites')",
+            )
 
 
 def _check_fleet(site: Site) -> None:

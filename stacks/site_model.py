@@ -29,6 +29,23 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 DEFAULT_K3S_VERSION = "v1.31.4+k3s1"
+DEFAULT_K3S_INSTALL_SCRIPT = "https://get.k3s.io"
+# k3s's packaged components that `--disable` accepts.
+K3S_COMPONENTS = ("coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes")
+# config.yaml keys the program writes itself: extra config may not set them.
+K3S_MANAGED_KEYS = {
+    "node-name": "it is the node's name in convecthub:nodes",
+    "node-ip": "it is the node's address (set address or iface on the node)",
+    "flannel-iface": "it is the node's iface in convecthub:nodes",
+    "server": "servers and agents join the first server, or k3s.apiEndpoint",
+    "token": "the token comes from convecthub:k3s.token or is generated",
+    "token-file": "the token comes from convecthub:k3s.token or is generated",
+    "cluster-init": "the first server initialises the cluster when there are several",
+    "node-label": "use labels on the node in convecthub:nodes",
+    "node-taint": "use taints on the node in convecthub:nodes",
+    "disable": "use convecthub:k3s.disable",
+    "embedded-registry": "it follows from a node with the registry role",
+}
 NODE_ROLES = ("server", "agent")
 EXTRA_ROLES = ("registry",)
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -40,6 +57,8 @@ _K8S_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 _K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
+_K3S_FLAG = re.compile(r"^[a-z][a-z0-9-]*$")
+_REGISTRY = re.compile(r"^(\*|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:\d{1,5})?)$")
 
 
 def _fail(kind: str, message: str) -> PydanticCustomError:
@@ -138,6 +157,39 @@ def check_label_key(key: str) -> str:
     return key
 
 
+def _check_k3s_flag(value: str) -> str:
+    if not _K3S_FLAG.match(value):
+        raise _fail(
+            "k3s_flag",
+            f"{value!r} is not a k3s option: write the option as in config.yaml, without "
+            "dashes in front, e.g. kubelet-arg",
+        )
+    if value in K3S_MANAGED_KEYS:
+        raise _fail("k3s_flag", f"{value!r} is set by the program: {K3S_MANAGED_KEYS[value]}")
+    return value
+
+
+def _check_registry(value: str) -> str:
+    if not _REGISTRY.match(value):
+        raise _fail(
+            "registry",
+            f"{value!r} is not a registry: write a host with an optional port, e.g. docker.io "
+            "or 10.0.0.5:5000 (no scheme, no path), or * for every registry",
+        )
+    return value
+
+
+def _check_directory(value: str) -> str:
+    path = Path(os.path.expanduser(value))
+    if not path.is_dir():
+        raise _fail(
+            "directory",
+            f"{str(path)!r} is not a directory on this machine: point it at the airgap "
+            "bundle (see the README, 'Airgapped sites')",
+        )
+    return str(path.resolve())
+
+
 NodeName = Annotated[str, AfterValidator(_check_node_name)]
 Address = Annotated[str, AfterValidator(_check_address)]
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -146,6 +198,10 @@ Url = Annotated[str, AfterValidator(_check_url)]
 KeyFile = Annotated[str, AfterValidator(_check_key_file)]
 LabelKey = Annotated[str, AfterValidator(check_label_key)]
 LabelValue = Annotated[str, BeforeValidator(_label_value), AfterValidator(_check_label_value)]
+K3sFlag = Annotated[str, AfterValidator(_check_k3s_flag)]
+K3sValue = str | bool | int | float | list[str]
+Registry = Annotated[str, AfterValidator(_check_registry)]
+Directory = Annotated[str, AfterValidator(_check_directory)]
 
 
 class Strict(BaseModel):
@@ -333,11 +389,57 @@ class K3sSettings(Strict):
     version: Annotated[str, Field(pattern=_K3S_VERSION.pattern)] = DEFAULT_K3S_VERSION
     api_endpoint: Address | None = Field(
         default=None,
-        description="Address clients and agents use for the API; "
+        description="Address clients and agents use for the API (also a tls-san); "
         "default: the first server's private address.",
     )
     token: SecretStr | None = Field(
         default=None, description="Cluster join token (seed's convect_token); generated if unset."
+    )
+    disable: list[Literal[K3S_COMPONENTS]] = Field(  # type: ignore[valid-type]
+        default=[], description="Packaged components the servers do not deploy."
+    )
+    server_config: dict[K3sFlag, K3sValue] = Field(
+        default={}, description="Further config.yaml options for servers, e.g. kubelet-arg."
+    )
+    agent_config: dict[K3sFlag, K3sValue] = Field(
+        default={}, description="Further config.yaml options for agents."
+    )
+    install_script_url: Url = Field(
+        default=DEFAULT_K3S_INSTALL_SCRIPT,
+        description="Where nodes fetch the k3s install script from (online sites only).",
+    )
+    ready_timeout_seconds: Annotated[int, Field(ge=30, le=7200)] = Field(
+        default=600, description="How long a node may take to become Ready."
+    )
+    drain_timeout_seconds: Annotated[int, Field(ge=0, le=7200)] = Field(
+        default=120, description="How long draining a removed node may take (0: skip draining)."
+    )
+
+    def version_tuple(self) -> tuple[int, int, int]:
+        major, minor, patch = self.version[1:].split("+", 1)[0].split(".")
+        return int(major), int(minor), int(patch)
+
+
+class RegistryCredential(Strict):
+    username: str
+    password: SecretStr
+
+
+class RegistrySettings(Strict):
+    """Container registries for containerd on every node, and the airgap bundle
+    (`convecthub:registry`)."""
+
+    mirrors: dict[Registry, list[Url]] = Field(
+        default={}, description="Mirror endpoints per registry, e.g. docker.io: [https://m:5000]."
+    )
+    insecure: list[Registry] = Field(
+        default=[], description="Registries reached over plain HTTP or with an unverified cert."
+    )
+    credentials: dict[Registry, RegistryCredential] = {}
+    bundle_dir: Directory | None = Field(
+        default=None,
+        description="Airgap bundle on the provisioner: <arch>/k3s, <arch>/install.sh and "
+        "images/<arch>/*.tar*; when set, nothing is downloaded on a node.",
     )
 
 
@@ -353,6 +455,7 @@ class Site(Strict):
     nodes: list[Node] = Field(min_length=1)
     os: OsSettings = OsSettings()
     k3s: K3sSettings = Field(default=K3sSettings(), alias="k3s")
+    registry: RegistrySettings = RegistrySettings()
     hub: HubSettings = HubSettings()
 
     @property
@@ -362,6 +465,11 @@ class Site(Strict):
     @property
     def agents(self) -> list[Node]:
         return [node for node in self.nodes if not node.is_server]
+
+    @property
+    def registry_nodes(self) -> list[Node]:
+        """Nodes with the registry role: they hold the airgap images for the others."""
+        return [node for node in self.nodes if "registry" in node.roles]
 
     def ssh_for(self, node: Node) -> SshSettings:
         """The node's effective SSH settings: its overrides over the site's defaults."""

@@ -100,7 +100,7 @@ BAD_INPUTS: list[tuple[str, Mutation, str]] = [
     (
         "invalid label key",
         lambda v: node(v, 2)["labels"].update({"bad key": "x"}),
-        "convecthub:nodes[2].labels.bad key: 'bad key' is not a valid Kubernetes label key: "
+        "convecthub:nodes[2].labels[\"bad key\"]: 'bad key' is not a valid Kubernetes label key: "
         "an optional DNS prefix and '/', then at most 63 characters a-z, A-Z, 0-9, '-', '_' "
         "and '.'",
     ),
@@ -153,7 +153,7 @@ BAD_INPUTS: list[tuple[str, Mutation, str]] = [
         "unknown top-level key",
         lambda v: v.update(nodez=[]),
         "convecthub:nodez: unknown key 'nodez': did you mean 'nodes'? the keys here are ssh, "
-        "nodes, os, k3s, hub",
+        "nodes, os, k3s, registry, hub",
     ),
     (
         "missing host",

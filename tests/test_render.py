@@ -102,7 +102,7 @@ def test_seed_inventory_renders_three_machines(tmp_path) -> None:
     nodes = [r["name"] for r in graph["resources"] if r["type"].endswith("BareMetalNode")]
     assert nodes == ["master", "worker1", "worker2"]
     text = run_cli("render", str(SEED_STACK), home=str(tmp_path)).stdout
-    assert "master  server+registry  vagrant@127.0.0.1:2222" in text
+    assert "master  server  vagrant@127.0.0.1:2222" in text
     assert "worker1  agent  vagrant@127.0.0.1:2200" in text
     assert "worker2  agent  vagrant@127.0.0.1:2201" in text
     assert "CONVECTHUB_HOSTS=master=<master.address>,worker1=<worker1.address>," in text
