@@ -11,14 +11,13 @@ first, then calls `prepare_os` on each with the fleet's hosts list.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pulumi
 from pulumi_command import remote
 
 from components.connection import connection_args, login_user
-from components.remote_script import ScriptStep, run_command
+from components.remote_script import ScriptStep, script_command
 from stacks.site_model import Node, OsSettings, SshSettings
 
 FACTS_SCRIPT = "node-facts.sh"
@@ -34,6 +33,7 @@ FACT_FIELDS = (
     "iface",
     "address",
     "user",
+    "home",
     "passwordlessSudo",
     "gpus",
 )
@@ -121,13 +121,14 @@ class BareMetalNode(pulumi.ComponentResource):
         self._user = login_user(args.ssh)
         self.connection = connection_args(args.node.host, args.ssh)
         self._facts_step = ScriptStep(FACTS_SCRIPT, env=facts_env(args.node))
-        self.facts_command = remote.Command(
+        self.facts_command = script_command(
             f"{name}-facts",
+            self._facts_step,
             connection=self.connection,
-            create=run_command(FACTS_SCRIPT, None, as_root=False, login_user=self._user),
-            stdin=self._facts_step.stdin(),
-            add_previous_output_in_env=False,
+            login_user=self._user,
             opts=pulumi.ResourceOptions(parent=self),
+            reversible=False,
+            as_root=False,
         )
         self.facts = self.facts_command.stdout.apply(lambda out: parse_facts(name, out))
         self.address = (
@@ -136,18 +137,25 @@ class BareMetalNode(pulumi.ComponentResource):
             else self.facts.apply(lambda facts: facts["address"])
         )
 
+    @property
+    def user(self) -> str:
+        """The login user on the node."""
+        return self._user
+
+    @property
+    def name(self) -> str:
+        return self._name
+
     def prepare_os(self, fleet_hosts: pulumi.Input[str]) -> None:
         """Register the OS prep step; `fleet_hosts` is "name=address,..." for every node."""
         step = ScriptStep(
             OS_PREP_SCRIPT, env=os_prep_env(self._args.node, self._args.os, fleet_hosts)
         )
-        self.os_prep_command = remote.Command(
+        self.os_prep_command = script_command(
             f"{self._name}-os-prep",
+            step,
             connection=self.connection,
-            create=run_command(OS_PREP_SCRIPT, "apply", as_root=True, login_user=self._user),
-            delete=run_command(OS_PREP_SCRIPT, "remove", as_root=True, login_user=self._user),
-            stdin=step.stdin(),
-            add_previous_output_in_env=False,
+            login_user=self._user,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.facts_command]),
         )
         self.register_outputs(
@@ -160,10 +168,3 @@ class BareMetalNode(pulumi.ComponentResource):
                 ],
             }
         )
-
-
-def fleet_hosts(addresses: Mapping[str, pulumi.Input[str]]) -> pulumi.Output[str]:
-    """ "name=address,..." in fleet order, for the hosts block of every node."""
-    return pulumi.Output.all(**addresses).apply(
-        lambda resolved: ",".join(f"{name}={resolved[name]}" for name in addresses)
-    )

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
+from pulumi_command import remote
 
 SCRIPTS_DIR = Path(__file__).with_name("scripts")
+COMMON_SCRIPT = "common.sh"
 SECRET_MASK = "[secret]"
 _ENV_NAME = re.compile(r"^CONVECTHUB_[A-Z0-9_]+$")
 
@@ -29,12 +31,23 @@ def script_text(name: str) -> str:
     return (SCRIPTS_DIR / name).read_text(encoding="utf-8")
 
 
+def uses_common(name: str) -> bool:
+    """Whether the script sources common.sh (then common.sh travels ahead of it)."""
+    return f'/{COMMON_SCRIPT}"' in script_text(name)
+
+
 def env_preamble(env: Mapping[str, str]) -> str:
     """`export NAME='value'` lines, one per variable, in name order."""
     for name in env:
         if not _ENV_NAME.match(name):
             raise ValueError(f"script variables are named CONVECTHUB_*: {name!r}")
     return "".join(f"export {name}={shlex.quote(env[name])}\n" for name in sorted(env))
+
+
+def script_stdin(name: str, env: Mapping[str, str]) -> str:
+    """What a node's bash reads: the preamble, common.sh when the script sources it, the script."""
+    library = script_text(COMMON_SCRIPT) if uses_common(name) else ""
+    return env_preamble(env) + library + script_text(name)
 
 
 def run_command(script: str, action: str | None, *, as_root: bool, login_user: str) -> str:
@@ -54,9 +67,10 @@ class ScriptStep:
 
     def stdin(self) -> pulumi.Output[str]:
         """Preamble plus script text, secret when any `secret_env` is given."""
-        text = script_text(self.script)
         values = {**self.env, **{k: pulumi.Output.secret(v) for k, v in self.secret_env.items()}}
-        return pulumi.Output.all(**values).apply(lambda resolved: env_preamble(resolved) + text)
+        return pulumi.Output.all(**values).apply(
+            lambda resolved: script_stdin(self.script, resolved)
+        )
 
     def describe(self) -> pulumi.Output[dict]:
         """What runs, for people: the script and its environment, secrets masked."""
@@ -64,3 +78,33 @@ class ScriptStep:
         return pulumi.Output.all(**self.env).apply(
             lambda resolved: {"script": self.script, "env": {**resolved, **masked}}
         )
+
+
+def script_command(
+    resource_name: str,
+    step: ScriptStep,
+    *,
+    connection: pulumi.Input[remote.ConnectionArgs],
+    login_user: str,
+    opts: pulumi.ResourceOptions,
+    reversible: bool = True,
+    as_root: bool = True,
+    secret_stdout: bool = False,
+) -> remote.Command:
+    """The `remote.Command` that runs `step` on a node: `<script> apply` on create and update
+    and `<script> remove` on delete when `reversible`, else the bare script and no delete.
+    `secret_stdout` keeps what the script prints secret and out of the logs."""
+    action, undo = ("apply", "remove") if reversible else (None, None)
+    extra = pulumi.ResourceOptions(additional_secret_outputs=["stdout"]) if secret_stdout else None
+    return remote.Command(
+        resource_name,
+        connection=connection,
+        create=run_command(step.script, action, as_root=as_root, login_user=login_user),
+        delete=run_command(step.script, undo, as_root=as_root, login_user=login_user)
+        if undo
+        else None,
+        stdin=step.stdin(),
+        add_previous_output_in_env=False,
+        logging=remote.Logging.NONE if secret_stdout else None,
+        opts=pulumi.ResourceOptions.merge(opts, extra),
+    )

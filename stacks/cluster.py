@@ -1,22 +1,38 @@
-"""Wires the components from the site model: one BareMetalNode per machine, in fleet order."""
+"""Wires the components from the site model.
+
+BareMetalNode per node (facts, then OS prep with the fleet's hosts list)
+K3sServer     per server, one after another: server n joins once server n-1 is Ready
+K3sAgent      per agent, all in parallel once the servers are up
+kubernetes    provider from the first server's kubeconfig, for the layers above the cluster
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import pulumi
+import pulumi_kubernetes as kubernetes
+import pulumi_random as random
 
-from components.node import BareMetalNode, BareMetalNodeArgs, fleet_hosts
-from stacks.site_model import Site
+from components.fleet_hosts import fleet_hosts
+from components.k3s import K3sAgent, K3sNodeArgs, K3sRole, K3sServer, api_server_url
+from components.node import BareMetalNode, BareMetalNodeArgs
+from stacks.site_model import Node, Site
 
 # What the per-node summary output repeats of each node's facts.
 SUMMARY_FACTS = ("arch", "os", "cpus", "memoryMb", "gpus")
+TOKEN_LENGTH = 48
 
 
 @dataclass(frozen=True)
 class Cluster:
     site: Site
     nodes: dict[str, BareMetalNode]
+    servers: dict[str, K3sServer]
+    agents: dict[str, K3sAgent]
+    api_server: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]  # secret
+    kubernetes: kubernetes.Provider
 
     def summary(self) -> pulumi.Output[dict]:
         """Per node: role, address, arch and what the preflight found."""
@@ -38,6 +54,21 @@ class Cluster:
         )
 
 
+def cluster_token(site: Site) -> pulumi.Output[str]:
+    """The join token: the configured one (the seed's convect_token), else a generated one
+    that Pulumi keeps in the state; secret either way."""
+    if site.k3s.token is not None:
+        return pulumi.Output.secret(site.k3s.token.get_secret_value())
+    return random.RandomPassword("k3s-token", length=TOKEN_LENGTH, special=False).result
+
+
+def _holds_images(site: Site, node: Node) -> bool:
+    """Airgapped, the registry nodes hold the images; without one, every node does."""
+    if site.registry.bundle_dir is None:
+        return False
+    return not site.registry_nodes or node in site.registry_nodes
+
+
 def build_cluster(site: Site) -> Cluster:
     nodes = {
         node.name: BareMetalNode(
@@ -48,4 +79,74 @@ def build_cluster(site: Site) -> Cluster:
     hosts = fleet_hosts({name: node.address for name, node in nodes.items()})
     for node in nodes.values():
         node.prepare_os(hosts)
-    return Cluster(site=site, nodes=nodes)
+
+    token = cluster_token(site)
+    first = nodes[site.servers[0].name]
+    endpoint = site.k3s.api_endpoint
+    api_server = (pulumi.Output.from_input(endpoint) if endpoint else first.address).apply(
+        api_server_url
+    )
+    # Servers join through the first server itself: it is Ready by then, while an endpoint
+    # in front of the servers (a VIP, a load balancer) may not route yet. Agents use the
+    # endpoint, as clients do.
+    first_server_url = first.address.apply(api_server_url)
+    embedded_registry = bool(site.registry_nodes)
+
+    def args(node: Node, role: K3sRole, after: list[pulumi.Resource]) -> K3sNodeArgs:
+        return K3sNodeArgs(
+            node=node,
+            host=nodes[node.name],
+            settings=site.k3s,
+            registry=site.registry,
+            os=site.os,
+            role=role,
+            token=token,
+            join_url=None if role.first else (first_server_url if role.server else api_server),
+            first_server=first,
+            holds_images=_holds_images(site, node),
+            after=after,
+        )
+
+    servers: dict[str, K3sServer] = {}
+    previous: list[pulumi.Resource] = []
+    for index, node in enumerate(site.servers):
+        role = K3sRole(
+            server=True,
+            first=index == 0,
+            cluster_init=index == 0 and len(site.servers) > 1,
+            embedded_registry=embedded_registry,
+        )
+        server = K3sServer(
+            f"{node.name}-k3s",
+            args(node, role, previous),
+            pulumi.ResourceOptions(parent=nodes[node.name]),
+        )
+        servers[node.name] = server
+        previous = [server.install]
+
+    server_installs = [server.install for server in servers.values()]
+    agents = {
+        node.name: K3sAgent(
+            f"{node.name}-k3s",
+            args(node, K3sRole(server=False, embedded_registry=embedded_registry), server_installs),
+            pulumi.ResourceOptions(parent=nodes[node.name]),
+        )
+        for node in site.agents
+    }
+
+    kubeconfig = servers[first.name].kubeconfig
+    assert kubeconfig is not None  # the first server reads it
+    provider = kubernetes.Provider(
+        "cluster",
+        kubeconfig=kubeconfig,
+        opts=pulumi.ResourceOptions(depends_on=[*server_installs]),
+    )
+    return Cluster(
+        site=site,
+        nodes=nodes,
+        servers=servers,
+        agents=agents,
+        api_server=api_server,
+        kubeconfig=kubeconfig,
+        kubernetes=provider,
+    )

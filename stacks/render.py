@@ -9,6 +9,7 @@ The evaluation runs as a preview (`pulumi preview`), so nothing checks for an SS
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from stacks.config import LoadedSite, decode_config, load_site
 from stacks.stackfile import StackFile
 
 COMMAND_TYPE = "command:remote:Command"
+RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
 COMPONENT_PREFIX = "convecthub:infra:"
 
 
@@ -35,15 +37,20 @@ def placeholder_facts(node_name: str) -> dict[str, str]:
 
 class StandInProviders(pulumi.runtime.Mocks):
     """Stand-in for every provider: a resource's state is its inputs; a facts step's stdout
-    is `placeholder_facts` of its node."""
+    is `placeholder_facts` of its node, any other command prints `<name.stdout>`, and a
+    generated password is `<generated>`."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
-        create = rpc.unwrap_rpc_secret(args.inputs.get("create", ""))
-        if args.typ == COMMAND_TYPE and str(create).endswith(f"# {FACTS_SCRIPT}"):
-            node_name = args.name.removesuffix("-facts")
-            state["stdout"] = json.dumps(placeholder_facts(node_name))
-            state["stderr"] = ""
+        create = str(rpc.unwrap_rpc_secret(args.inputs.get("create", "")))
+        if args.typ == COMMAND_TYPE:
+            if create.endswith(f"# {FACTS_SCRIPT}"):
+                stdout = json.dumps(placeholder_facts(args.name.removesuffix("-facts")))
+            else:
+                stdout = f"<{args.name}.stdout>"
+            state.update(stdout=stdout, stderr="")
+        elif args.typ == RANDOM_PASSWORD_TYPE:
+            state["result"] = "<generated>"
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
@@ -130,6 +137,7 @@ def run_program(stack: StackFile, monitor: RecordingMonitor, *, preview: bool) -
     (every registration answered), in an event loop of its own."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    collecting = gc.isenabled()  # the program turns the cyclic collector off for its run
     try:
         mocks.set_mocks(
             monitor.mocks,
@@ -148,6 +156,8 @@ def run_program(stack: StackFile, monitor: RecordingMonitor, *, preview: bool) -
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+        if collecting:
+            gc.enable()
 
 
 def parent_first(resources: list[dict]) -> list[dict]:
@@ -178,7 +188,9 @@ def format_text(rendering: Rendering) -> str:
     ]
     for warning in rendering.loaded.warnings:
         lines.append(f"  warning: {warning}")
-    components = rendering.components("BareMetalNode")
+    nodes = rendering.components("BareMetalNode")
+    k3s = {**rendering.components("K3sServer"), **rendering.components("K3sAgent")}
+    by_name = {r["name"]: r for r in rendering.resources}
     for node in site.nodes:
         ssh = site.ssh_for(node)
         lines.append("")
@@ -186,11 +198,40 @@ def format_text(rendering: Rendering) -> str:
             f"{node.name}  {'+'.join(node.roles)}  {login_user(ssh)}@{node.host}:"
             f"{ssh.port or 22}  arch {node.arch}"
         )
-        component = components.get(node.name)
-        steps = rendering.outputs.get(component["urn"], {}).get("steps", []) if component else []
+        steps = [
+            *_steps_of(rendering, nodes.get(node.name)),
+            *_steps_of(rendering, k3s.get(f"{node.name}-k3s")),
+        ]
         for number, step in enumerate(steps, start=1):
             action = f" {step['action']}" if step.get("action") else ""
-            lines.append(f"  {number}. {step['step']:<10} {step['script']}{action}")
+            where = f"  (runs on {step['on']})" if step.get("on") else ""
+            lines.append(f"  {number}. {step['step']:<10} {step['script']}{action}{where}")
+            if step["step"] == "k3s":
+                install = by_name.get(f"{node.name}-k3s-install", {})
+                waits = _waits_for_other_nodes(install, node.name)
+                lines.append(f"       (waits for {', '.join(waits) if waits else 'no other node'})")
             for name, value in sorted(step["env"].items()):
-                lines.append(f"       {name}={value}")
+                lines.append(f"       {name}={_one_line(value)}")
     return "\n".join(lines)
+
+
+def _steps_of(rendering: Rendering, component: dict | None) -> list[dict]:
+    if component is None:
+        return []
+    return rendering.outputs.get(component["urn"], {}).get("steps", [])
+
+
+def _waits_for_other_nodes(resource: dict, node_name: str) -> list[str]:
+    """The k3s steps of other nodes that a node's k3s step waits for."""
+    names = (urn.rsplit("::", 1)[-1] for urn in resource.get("dependencies", []))
+    return sorted(
+        name
+        for name in names
+        if name.endswith("-k3s-install") and not name.startswith(f"{node_name}-k3s")
+    )
+
+
+def _one_line(value: object) -> str:
+    """A multi-line value (config.yaml, registries.yaml, label lists) as one readable line."""
+    text = str(value)
+    return text.replace("\n", " \u23ce ") if "\n" in text else text

@@ -19,6 +19,8 @@ def preamble_of(stdin: str, script: str) -> dict[str, str]:
     head = stdin[: -len(script_text(script))]
     env = {}
     for line in head.splitlines():
+        if not line.startswith("export "):
+            break  # common.sh follows the preamble
         name, _, value = line.removeprefix("export ").partition("=")
         env[name] = value.strip("'")
     return env
@@ -46,13 +48,18 @@ def test_sudo_is_used_for_a_non_root_user(render, site) -> None:
     assert prep["inputs"]["delete"] == "sudo -n /bin/bash -s remove  # os-prep.sh"
 
 
-def test_os_prep_waits_for_every_node_facts_and_facts_wait_for_nothing(render, site) -> None:
+def test_os_prep_takes_every_address_but_waits_only_for_its_own_facts(render, site) -> None:
+    """The hosts list carries every node's address, not the n dependency edges (n² in all):
+    each os-prep waits for its own node's facts alone, however large the fleet."""
     resources = resources_by_name(render(site))
-    all_facts = {"master-facts", "worker1-facts", "worker2-facts"}
     for name in ("master", "worker1", "worker2"):
         assert resources[f"{name}-facts"]["dependencies"] == []
-        depends = {name_of(urn) for urn in resources[f"{name}-os-prep"]["dependencies"]}
-        assert depends == all_facts
+        prep = resources[f"{name}-os-prep"]
+        assert {name_of(urn) for urn in prep["dependencies"]} == {f"{name}-facts"}
+        hosts = preamble_of(prep["inputs"]["stdin"], "os-prep.sh")["CONVECTHUB_HOSTS"]
+        assert hosts == (
+            "master=<master.address>,worker1=<worker1.address>,worker2=<worker2.address>"
+        )
 
 
 def test_facts_environment(render, site) -> None:

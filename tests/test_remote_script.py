@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
 
-from components.remote_script import SCRIPTS_DIR, env_preamble, run_command, script_text
+from components.remote_script import (
+    COMMON_SCRIPT,
+    SCRIPTS_DIR,
+    env_preamble,
+    run_command,
+    script_stdin,
+    script_text,
+    uses_common,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +61,31 @@ def test_values_reach_the_script_byte_for_byte() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in SCRIPTS_DIR.glob("*.sh")))
+NODE_SCRIPTS = sorted(p.name for p in SCRIPTS_DIR.glob("*.sh") if p.name != COMMON_SCRIPT)
+
+
+def test_the_shared_library_only_defines_functions() -> None:
+    """common.sh runs ahead of scripts on stdin: it must do nothing but define functions."""
+    text = script_text(COMMON_SCRIPT)
+    body = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    depth = 0
+    for line in body:
+        if depth == 0:
+            assert re.match(r"^[a-z_]+\(\) \{", line), line
+        depth += line.count("{") - line.count("}")
+    assert depth == 0
+
+
+@pytest.mark.parametrize("name", NODE_SCRIPTS)
+def test_scripts_that_source_the_library_get_it_on_stdin(name: str) -> None:
+    text = script_text(name)
+    stdin = script_stdin(name, {"CONVECTHUB_NODE_NAME": "n1"})
+    library = script_text(COMMON_SCRIPT) if uses_common(name) else ""
+    assert stdin == "export CONVECTHUB_NODE_NAME=n1\n" + library + text
+    assert uses_common(name) == (name not in {"node-facts.sh"})
+
+
+@pytest.mark.parametrize("name", NODE_SCRIPTS)
 def test_every_script_guards_its_stdin(name: str) -> None:
     """Run from stdin, a script's children must not read the rest of it: every script is
     functions, a `main` that first closes stdin, and one last line that calls it."""

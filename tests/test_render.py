@@ -48,12 +48,19 @@ def test_dev_stack_renders_as_json() -> None:
         ("convecthub:infra:BareMetalNode", "local"),
         ("command:remote:Command", "local-facts"),
         ("command:remote:Command", "local-os-prep"),
+        ("convecthub:infra:K3sServer", "local-k3s"),
+        ("command:remote:Command", "local-k3s-install"),
+        ("command:remote:Command", "local-k3s-kubeconfig"),
+        ("command:remote:Command", "local-k3s-membership"),
+        ("pulumi:providers:kubernetes", "cluster"),
+        ("random:index/randomPassword:RandomPassword", "k3s-token"),
     ]
     by_name = {r["name"]: r for r in graph["resources"]}
     assert by_name["convecthub-dev"]["parent"] is None
     assert by_name["local"]["parent"] == by_name["convecthub-dev"]["urn"]
     assert by_name["local-facts"]["parent"] == by_name["local"]["urn"]
     assert [name_of(u) for u in by_name["local-os-prep"]["dependencies"]] == ["local-facts"]
+    assert by_name["local-k3s"]["parent"] == by_name["local"]["urn"]
     for resource in graph["resources"]:
         assert set(resource) == {"urn", "type", "name", "parent", "dependencies", "inputs"}
     stdin = by_name["local-os-prep"]["inputs"]["stdin"]
@@ -66,13 +73,16 @@ def test_dev_stack_renders_its_steps_as_text() -> None:
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert text.splitlines()[0] == (
-        "convecthub / dev: 1 node(s), 2 remote command(s), 4 resource(s)"
+        "convecthub / dev: 1 node(s), 5 remote command(s), 10 resource(s)"
     )
-    facts_at, prep_at = (
-        text.index("1. facts      node-facts.sh"),
-        text.index("2. os-prep    os-prep.sh apply"),
-    )
-    assert facts_at < prep_at
+    steps = [
+        "1. facts      node-facts.sh",
+        "2. os-prep    os-prep.sh apply",
+        "3. k3s        k3s-install.sh apply",
+        "4. membership k3s-membership.sh apply  (runs on local)",
+    ]
+    positions = [text.index(step) for step in steps]
+    assert positions == sorted(positions)
     assert "CONVECTHUB_HOSTS=local=<local.address>" in text
 
 

@@ -164,10 +164,11 @@ main() {
     fail "user ${user} cannot run sudo without a password: on the node run  echo '${user} ALL=(ALL:ALL) NOPASSWD: ALL' | sudo tee /etc/sudoers.d/${user}  or connect as root"
   fi
 
-  printf '{"hostname":%s,"os":{"id":%s,"version":%s},"kernel":%s,"arch":%s,"cpus":%s,"memoryMb":%s,"diskFreeGb":%s,"iface":%s,"address":%s,"user":%s,"passwordlessSudo":%s,"gpus":[%s]}\n' \
+  printf '{"hostname":%s,"os":{"id":%s,"version":%s},"kernel":%s,"arch":%s,"cpus":%s,"memoryMb":%s,"diskFreeGb":%s,"iface":%s,"address":%s,"user":%s,"home":%s,"passwordlessSudo":%s,"gpus":[%s]}\n' \
     "$(json_string "$(hostname)")" "$(json_string "$os_id")" "$(json_string "$os_version")" \
     "$(json_string "$(uname -r)")" "$(json_string "$arch")" "$cpus" "$memory_mb" "$disk_free_gb" \
-    "$(json_string "$iface")" "$(json_string "$address")" "$(json_string "$user")" "$sudo_ok" \
+    "$(json_string "$iface")" "$(json_string "$address")" "$(json_string "$user")" \
+    "$(json_string "${HOME:-}")" "$sudo_ok" \
     "$(pci_accelerators)"
 }
 

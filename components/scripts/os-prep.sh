@@ -37,33 +37,10 @@ state_dir=${CONVECTHUB_STATE_DIR:-/var/lib/convecthub}
 apt_sources_changed=false
 apt_failure=""
 
-say() { echo "convecthub: node ${node}: $*" >&2; }
-fail() {
-  say "$*"
-  exit 1
-}
-
-# write_file PATH MODE CONTENT: replace PATH atomically, only when CONTENT differs.
-write_file() {
-  local path=$1 mode=$2 content=$3
-  if [ -f "$path" ] && [ "$(cat "$path")" = "$content" ]; then
-    return 1
-  fi
-  mkdir -p "$(dirname "$path")"
-  local tmp
-  tmp=$(mktemp "${path}.convecthub.XXXXXX")
-  printf '%s\n' "$content" >"$tmp"
-  chmod "$mode" "$tmp"
-  mv -f "$tmp" "$path"
-  say "wrote ${path}"
-}
-
-# remove_file PATH: delete PATH if it is there.
-remove_file() {
-  [ -e "$1" ] || return 1
-  rm -f "$1"
-  say "removed $1"
-}
+if ! declare -F write_file >/dev/null; then
+  # shellcheck source=components/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+fi
 
 # with_block FILE CONTENT: FILE's text with the managed block set to CONTENT (dropped if empty).
 with_block() {

@@ -1,0 +1,321 @@
+"""K3sServer and K3sAgent: k3s on a prepared node, and that node's membership of the cluster.
+
+Each is a component under the node's BareMetalNode, with these steps (`remote.Command`s of
+`components/scripts/`, `remote.CopyToRemote` for the bundle):
+  bundle      airgap only: the bundle's `<arch>/` (k3s binary, install script) to the node
+  images      airgap only, on image holders: the bundle's `images/<arch>/` tarballs
+  install     k3s-install.sh apply: config.yaml, registries.yaml, token file, k3s; `delete`
+              runs k3s's uninstall script
+  membership  k3s-membership.sh on the first server: wait for Ready, labels and taints;
+              `delete` drains the node and deletes its Node object (before the uninstall)
+  kubeconfig  first server only: the admin kubeconfig, pointed at the API endpoint (secret)
+
+What each node's k3s reads is composed here by pure functions (`k3s_config`,
+`registries_config`) so that tests can pin exact values; the token only ever travels as a
+secret, in the script's stdin, and lands in a root-only file on the node.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import yaml
+from pulumi_command import remote
+
+from components.airgap import REMOTE_DIR, AirgapBundle
+from components.node import BareMetalNode, no_proxy
+from components.remote_script import ScriptStep, script_command
+from stacks.site_model import K3sSettings, Node, OsSettings, RegistrySettings
+
+INSTALL_SCRIPT = "k3s-install.sh"
+MEMBERSHIP_SCRIPT = "k3s-membership.sh"
+KUBECONFIG_SCRIPT = "k3s-kubeconfig.sh"
+TOKEN_FILE = "/etc/rancher/k3s/cluster-token"
+API_PORT = 6443
+# With a registry node, every node mirrors every registry through k3s's embedded mirror.
+EVERY_REGISTRY = "*"
+
+
+def api_server_url(address: str) -> str:
+    """https://address:6443, with an IPv6 address in brackets."""
+    try:
+        if ipaddress.ip_address(address).version == 6:
+            address = f"[{address}]"
+    except ValueError:
+        pass  # a DNS name
+    return f"https://{address}:{API_PORT}"
+
+
+@dataclass(frozen=True)
+class K3sRole:
+    """Where a node stands in the cluster."""
+
+    server: bool
+    first: bool = False  # the first server starts the cluster; everyone else joins it
+    cluster_init: bool = False  # the first of several servers: embedded etcd
+    embedded_registry: bool = False  # a registry node serves images to the others
+
+
+def k3s_config(
+    node: Node, settings: K3sSettings, role: K3sRole, *, address: str, join_url: str | None
+) -> dict[str, object]:
+    """The content of the node's /etc/rancher/k3s/config.yaml, in a fixed key order;
+    `join_url` is the server the node joins (None for the first server)."""
+    config: dict[str, object] = {"node-name": node.name, "node-ip": address}
+    if node.iface:
+        config["flannel-iface"] = node.iface
+    if join_url:
+        config["server"] = join_url
+    config["token-file"] = TOKEN_FILE
+    extra = dict(settings.server_config if role.server else settings.agent_config)
+    if role.server:
+        if role.cluster_init:
+            config["cluster-init"] = True
+        tls_san = [settings.api_endpoint] if settings.api_endpoint else []
+        tls_san += [san for san in _as_list(extra.pop("tls-san", [])) if san not in tls_san]
+        if tls_san:
+            config["tls-san"] = tls_san
+        if settings.disable:
+            config["disable"] = list(settings.disable)
+        if role.embedded_registry:
+            config["embedded-registry"] = True
+        config["write-kubeconfig-mode"] = extra.pop("write-kubeconfig-mode", "0600")
+    if role.embedded_registry:
+        # Airgapped: no pull falls through to a registry the site cannot reach.
+        config["disable-default-registry-endpoint"] = True
+    config.update(extra)
+    return config
+
+
+def _as_list(value: object) -> list[str]:
+    return [str(item) for item in value] if isinstance(value, list) else [str(value)]
+
+
+def registries_config(registry: RegistrySettings, *, embedded_mirror: bool) -> dict[str, object]:
+    """The content of /etc/rancher/k3s/registries.yaml, with passwords in the clear: callers
+    hand it on as a secret when `registry.credentials` is not empty."""
+    mirrors: dict[str, dict] = {
+        name: {"endpoint": list(endpoints)} for name, endpoints in registry.mirrors.items()
+    }
+    configs: dict[str, dict] = {}
+    for host in registry.insecure:
+        # Docker's insecure-registries: HTTPS with any certificate, else plain HTTP.
+        mirrors.setdefault(host, {"endpoint": [f"https://{host}", f"http://{host}"]})
+        configs.setdefault(host, {})["tls"] = {"insecure_skip_verify": True}
+    for host, credential in registry.credentials.items():
+        configs.setdefault(host, {})["auth"] = {
+            "username": credential.username,
+            "password": credential.password.get_secret_value(),
+        }
+    if embedded_mirror:
+        mirrors.setdefault(EVERY_REGISTRY, {})
+    content: dict[str, object] = {}
+    if mirrors:
+        content["mirrors"] = dict(sorted(mirrors.items()))
+    if configs:
+        content["configs"] = dict(sorted(configs.items()))
+    return content
+
+
+def to_yaml(content: Mapping[str, object]) -> str:
+    """YAML text in the given key order (stable across runs)."""
+    return yaml.safe_dump(dict(content), sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def proxy_env(settings: OsSettings, extra_no_proxy: Sequence[str] = ()) -> dict[str, str]:
+    """The proxy settings k3s and containerd get; none when the site has no proxy."""
+    if not (settings.http_proxy or settings.https_proxy):
+        return {}
+    env = {"CONVECTHUB_NO_PROXY": ",".join(dict.fromkeys([no_proxy(settings), *extra_no_proxy]))}
+    if settings.http_proxy:
+        env["CONVECTHUB_HTTP_PROXY"] = settings.http_proxy
+    if settings.https_proxy:
+        env["CONVECTHUB_HTTPS_PROXY"] = settings.https_proxy
+    return env
+
+
+def membership_env(node: Node, settings: K3sSettings) -> dict[str, str]:
+    return {
+        "CONVECTHUB_NODE_NAME": node.name,
+        "CONVECTHUB_LABELS": "\n".join(f"{key}={value}" for key, value in node.labels.items()),
+        "CONVECTHUB_TAINTS": "\n".join(str(taint) for taint in node.taints),
+        "CONVECTHUB_READY_TIMEOUT": str(settings.ready_timeout_seconds),
+        "CONVECTHUB_DRAIN_TIMEOUT": str(settings.drain_timeout_seconds),
+    }
+
+
+@dataclass(frozen=True)
+class K3sNodeArgs:
+    node: Node
+    host: BareMetalNode  # the prepared machine: connection, address, facts, os-prep
+    settings: K3sSettings
+    registry: RegistrySettings
+    os: OsSettings
+    role: K3sRole
+    token: pulumi.Input[str]  # secret
+    join_url: pulumi.Input[str] | None  # the server to join; None for the first server
+    first_server: BareMetalNode  # where membership runs (k3s's admin kubeconfig is there)
+    holds_images: bool = False  # airgap: this node imports the image tarballs
+    after: Sequence[pulumi.Resource] = field(default_factory=tuple)  # install waits for these
+
+
+class _K3sNode(pulumi.ComponentResource):
+    install: remote.Command
+    membership: remote.Command
+
+    def __init__(
+        self, type_token: str, name: str, args: K3sNodeArgs, opts: pulumi.ResourceOptions | None
+    ):
+        super().__init__(type_token, name, None, opts)
+        self._name = name
+        self._args = args
+        host = args.host
+        copies = self._copy_bundle(args) if args.registry.bundle_dir else []
+        install_step = ScriptStep(
+            INSTALL_SCRIPT, env=self._install_env(args), secret_env=self._install_secrets(args)
+        )
+        self.install = script_command(
+            f"{name}-install",
+            install_step,
+            connection=host.connection,
+            login_user=host.user,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[host.os_prep_command, *copies, *args.after]
+            ),
+        )
+        membership_step = ScriptStep(
+            MEMBERSHIP_SCRIPT, env=membership_env(args.node, args.settings)
+        )
+        first = args.first_server
+        self.membership = script_command(
+            f"{name}-membership",
+            membership_step,
+            connection=first.connection,
+            login_user=first.user,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install, *args.after]),
+        )
+        self._steps = [
+            install_step.describe().apply(lambda d: {"step": "k3s", "action": "apply", **d}),
+            membership_step.describe().apply(
+                lambda d: {"step": "membership", "action": "apply", "on": first.name, **d}
+            ),
+        ]
+
+    def _install_env(self, args: K3sNodeArgs) -> dict[str, pulumi.Input[str]]:
+        role = args.role
+        config = pulumi.Output.all(args.host.address, args.join_url).apply(
+            lambda resolved: to_yaml(
+                k3s_config(
+                    args.node, args.settings, role, address=resolved[0], join_url=resolved[1]
+                )
+            )
+        )
+        env: dict[str, pulumi.Input[str]] = {
+            "CONVECTHUB_NODE_NAME": args.node.name,
+            "CONVECTHUB_K3S_ROLE": "server" if role.server else "agent",
+            "CONVECTHUB_K3S_VERSION": args.settings.version,
+            "CONVECTHUB_K3S_CONFIG": config,
+            "CONVECTHUB_READY_TIMEOUT": str(args.settings.ready_timeout_seconds),
+        }
+        if args.registry.bundle_dir:
+            root = self._bundle_root
+            env["CONVECTHUB_BUNDLE_ROOT"] = root
+            env["CONVECTHUB_BUNDLE_DIR"] = root.apply(lambda r: f"{r}/{args.node.arch}")
+            if args.holds_images:
+                env["CONVECTHUB_IMAGES_DIR"] = root.apply(lambda r: f"{r}/images/{args.node.arch}")
+        else:
+            env["CONVECTHUB_INSTALL_SCRIPT_URL"] = args.settings.install_script_url
+        registries = registries_config(args.registry, embedded_mirror=role.embedded_registry)
+        if registries and not args.registry.credentials:
+            env["CONVECTHUB_REGISTRIES"] = to_yaml(registries)
+        env.update(proxy_env(args.os, _cluster_networks(args.settings)))
+        return env
+
+    def _install_secrets(self, args: K3sNodeArgs) -> dict[str, pulumi.Input[str]]:
+        secrets: dict[str, pulumi.Input[str]] = {"CONVECTHUB_K3S_TOKEN": args.token}
+        if args.registry.credentials:
+            registries = registries_config(
+                args.registry, embedded_mirror=args.role.embedded_registry
+            )
+            secrets["CONVECTHUB_REGISTRIES"] = to_yaml(registries)
+        return secrets
+
+    def _copy_bundle(self, args: K3sNodeArgs) -> list[pulumi.Resource]:
+        """The airgap bundle's files for this node's arch, into the login user's home."""
+        bundle = AirgapBundle(Path(str(args.registry.bundle_dir)))
+        host = args.host
+        self._bundle_root = host.facts.apply(lambda facts: f"{facts['home']}/{REMOTE_DIR}")
+        binaries = remote.CopyToRemote(
+            f"{self._name}-bundle",
+            connection=host.connection,
+            source=pulumi.FileArchive(str(bundle.binaries(args.node.arch))),
+            remote_path=self._bundle_root,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[host.facts_command]),
+        )
+        copies: list[pulumi.Resource] = [binaries]
+        if args.holds_images:
+            copies.append(
+                remote.CopyToRemote(
+                    f"{self._name}-images",
+                    connection=host.connection,
+                    source=pulumi.FileArchive(str(bundle.images(args.node.arch))),
+                    remote_path=self._bundle_root.apply(lambda root: f"{root}/images"),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[binaries]),
+                )
+            )
+        return copies
+
+
+def _cluster_networks(settings: K3sSettings) -> list[str]:
+    """Pod and service networks the site set itself (k3s's defaults are always bypassed)."""
+    networks = []
+    for key in ("cluster-cidr", "service-cidr"):
+        value = settings.server_config.get(key)
+        if value is not None:
+            networks += _as_list(value)[0].split(",")
+    return networks
+
+
+class K3sServer(_K3sNode):
+    """A k3s server: the first starts the cluster (and gives its kubeconfig), the others join
+    one at a time."""
+
+    kubeconfig: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: K3sNodeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("convecthub:infra:K3sServer", name, args, opts)
+        self.kubeconfig = None
+        outputs: dict[str, object] = {"install": self.install.id, "steps": self._steps}
+        if args.role.first:
+            step = ScriptStep(KUBECONFIG_SCRIPT, env={"CONVECTHUB_API_SERVER": self.api_server})
+            read = script_command(
+                f"{name}-kubeconfig",
+                step,
+                connection=args.host.connection,
+                login_user=args.host.user,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
+                reversible=False,
+                secret_stdout=True,
+            )
+            self.kubeconfig = pulumi.Output.secret(read.stdout)
+            outputs["kubeconfig"] = self.kubeconfig
+        self.register_outputs(outputs)
+
+    @property
+    def api_server(self) -> pulumi.Output[str]:
+        """The URL clients use: the API endpoint's, else this (first) server's address."""
+        endpoint = self._args.settings.api_endpoint
+        address = pulumi.Output.from_input(endpoint) if endpoint else self._args.host.address
+        return address.apply(api_server_url)
+
+
+class K3sAgent(_K3sNode):
+    """A k3s agent: joins once the servers are up; agents never wait for each other."""
+
+    def __init__(self, name: str, args: K3sNodeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("convecthub:infra:K3sAgent", name, args, opts)
+        self.register_outputs({"install": self.install.id, "steps": self._steps})

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Functions the node scripts share (sourced, never run). A script run by hand sources this file
+# from its own directory; under Pulumi, components/remote_script.py sends it ahead of the
+# script on stdin, so the node never needs a copy.
+
+# say MESSAGE: one line on stderr, naming the node.
+say() { echo "convecthub: node ${CONVECTHUB_NODE_NAME:-$(hostname)}: $*" >&2; }
+
+# fail MESSAGE: say it and stop with status 1.
+fail() {
+  say "$*"
+  exit 1
+}
+
+# write_file PATH MODE CONTENT: replace PATH atomically, only when CONTENT differs; status 0
+# when it wrote, 1 when PATH already held CONTENT. Never prints CONTENT.
+write_file() {
+  local path=$1 mode=$2 content=$3
+  if [ -f "$path" ] && [ "$(cat "$path")" = "$content" ]; then
+    [ "$(stat -c %a "$path")" = "${mode#0}" ] || chmod "$mode" "$path"
+    return 1
+  fi
+  mkdir -p "$(dirname "$path")"
+  local tmp
+  tmp=$(mktemp "${path}.convecthub.XXXXXX")
+  printf '%s\n' "$content" >"$tmp"
+  chmod "$mode" "$tmp"
+  mv -f "$tmp" "$path"
+  say "wrote ${path}"
+}
+
+# remove_file PATH: delete PATH if it is there; status 1 when it was not.
+remove_file() {
+  [ -e "$1" ] || return 1
+  rm -f "$1"
+  say "removed $1"
+}
+
+# wait_until SECONDS COMMAND [ARGS...]: run COMMAND every 2 s until it succeeds (status 0) or
+# SECONDS have passed (status 1).
+wait_until() {
+  local timeout=$1 waited=0
+  shift
+  until "$@"; do
+    [ "$waited" -lt "$timeout" ] || return 1
+    sleep 2
+    waited=$((waited + 2))
+  done
+}

@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# K3s on this node, from the official install script, or its removal.
+#
+#   k3s-install.sh apply    write /etc/rancher/k3s/config.yaml, registries.yaml and the
+#                           root-only token file; install k3s (online, or from the airgap bundle
+#                           copied to the node) when it is missing or another version; restart
+#                           it only when something it reads changed; a server then waits until
+#                           it is Ready. A second run with the same input changes nothing.
+#   k3s-install.sh remove   run k3s's own uninstall script and delete the staged bundle.
+#
+# Environment (root is required for both):
+#   CONVECTHUB_NODE_NAME        the node's name (messages; its config.yaml names it too)
+#   CONVECTHUB_K3S_ROLE         server | agent
+#   CONVECTHUB_K3S_VERSION      the k3s release, e.g. v1.31.4+k3s1
+#   CONVECTHUB_K3S_CONFIG       the text of /etc/rancher/k3s/config.yaml
+#   CONVECTHUB_K3S_TOKEN        the cluster token: written to a root-only file, never printed
+#   CONVECTHUB_REGISTRIES       the text of /etc/rancher/k3s/registries.yaml (unset: no file)
+#   CONVECTHUB_INSTALL_SCRIPT_URL  online: where to fetch the install script
+#   CONVECTHUB_BUNDLE_DIR       airgap: directory holding this arch's k3s and install.sh
+#   CONVECTHUB_IMAGES_DIR       airgap: directory of image tarballs this node imports
+#   CONVECTHUB_BUNDLE_ROOT      airgap: the staging directory to delete on remove
+#   CONVECTHUB_HTTP_PROXY, CONVECTHUB_HTTPS_PROXY, CONVECTHUB_NO_PROXY   proxy for k3s and
+#                               containerd (and for the download when online)
+#   CONVECTHUB_READY_TIMEOUT    seconds a server may take to become Ready (default 600)
+set -euo pipefail
+
+if ! declare -F write_file >/dev/null; then
+  # shellcheck source=components/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+fi
+
+readonly K3S_ETC=/etc/rancher/k3s
+readonly TOKEN_FILE=${K3S_ETC}/cluster-token
+readonly BIN_DIR=/usr/local/bin
+readonly IMAGES_TARGET=/var/lib/rancher/k3s/agent/images
+readonly SYSTEMD_DIR=/etc/systemd/system
+
+role=${CONVECTHUB_K3S_ROLE:-}
+node=${CONVECTHUB_NODE_NAME:-$(hostname)}
+
+unit_name() {
+  if [ "$1" = server ]; then echo k3s; else echo k3s-agent; fi
+}
+
+# installed_version: the version of the k3s binary on the node, empty when there is none.
+installed_version() {
+  [ -x "${BIN_DIR}/k3s" ] || return 0
+  "${BIN_DIR}/k3s" --version 2>/dev/null | awk 'NR == 1 {print $3}'
+}
+
+# The proxy lines of the service's environment file, as systemd reads them.
+proxy_environment() {
+  local name value
+  for name in HTTP_PROXY HTTPS_PROXY NO_PROXY; do
+    value=$(printenv "CONVECTHUB_${name}" || true)
+    [ -z "$value" ] || printf '%s=%s\n' "$name" "$value"
+  done
+}
+
+check_input() {
+  [ "$(id -u)" = 0 ] || fail "k3s-install.sh must run as root"
+  case "$role" in
+    server | agent) ;;
+    *) fail "CONVECTHUB_K3S_ROLE is '${role}': it must be server or agent" ;;
+  esac
+  [ -n "${CONVECTHUB_K3S_VERSION:-}" ] || fail "CONVECTHUB_K3S_VERSION is not set"
+  [ -n "${CONVECTHUB_K3S_CONFIG:-}" ] || fail "CONVECTHUB_K3S_CONFIG is not set"
+  [ -n "${CONVECTHUB_K3S_TOKEN:-}" ] || fail "CONVECTHUB_K3S_TOKEN is not set"
+  local other
+  other=$(unit_name "$([ "$role" = server ] && echo agent || echo server)")
+  if [ -f "${SYSTEMD_DIR}/${other}.service" ]; then
+    fail "runs k3s as ${other} but is now configured as a ${role}: remove the node from convecthub:nodes, run pulumi up, then add it back with its new role"
+  fi
+  if [ -n "${CONVECTHUB_BUNDLE_DIR:-}" ]; then
+    local file
+    for file in k3s install.sh; do
+      [ -f "${CONVECTHUB_BUNDLE_DIR}/${file}" ] ||
+        fail "the airgap bundle has no ${file} at ${CONVECTHUB_BUNDLE_DIR}: run pulumi up again to copy it"
+    done
+  fi
+}
+
+# write_settings: config.yaml, registries.yaml and the token file; status 0 when any changed.
+write_settings() {
+  local changed=1
+  mkdir -p "$K3S_ETC"
+  chmod 0755 "$K3S_ETC"
+  write_file "$TOKEN_FILE" 0600 "$CONVECTHUB_K3S_TOKEN" && changed=0
+  write_file "${K3S_ETC}/config.yaml" 0600 "$CONVECTHUB_K3S_CONFIG" && changed=0
+  if [ -n "${CONVECTHUB_REGISTRIES:-}" ]; then
+    write_file "${K3S_ETC}/registries.yaml" 0600 "$CONVECTHUB_REGISTRIES" && changed=0
+  else
+    remove_file "${K3S_ETC}/registries.yaml" && changed=0
+  fi
+  return "$changed"
+}
+
+# stage_images: the bundle's image tarballs into k3s's import directory; status 0 when any
+# was new or different.
+stage_images() {
+  [ -n "${CONVECTHUB_IMAGES_DIR:-}" ] || return 1
+  [ -d "$CONVECTHUB_IMAGES_DIR" ] ||
+    fail "the airgap images are not at ${CONVECTHUB_IMAGES_DIR}: run pulumi up again to copy them"
+  local changed=1 tarball target
+  mkdir -p "$IMAGES_TARGET"
+  for tarball in "$CONVECTHUB_IMAGES_DIR"/*; do
+    [ -f "$tarball" ] || continue
+    target="${IMAGES_TARGET}/$(basename "$tarball")"
+    if ! cmp -s "$tarball" "$target"; then
+      install -m 0644 "$tarball" "$target"
+      say "staged image archive $(basename "$tarball")"
+      changed=0
+    fi
+  done
+  return "$changed"
+}
+
+# needs_install: k3s is missing, another version, or (airgap) another binary than the bundle's.
+needs_install() {
+  [ -f "${SYSTEMD_DIR}/$(unit_name "$role").service" ] || return 0
+  [ "$(installed_version)" = "$CONVECTHUB_K3S_VERSION" ] || return 0
+  if [ -n "${CONVECTHUB_BUNDLE_DIR:-}" ]; then
+    cmp -s "${CONVECTHUB_BUNDLE_DIR}/k3s" "${BIN_DIR}/k3s" || return 0
+  fi
+  return 1
+}
+
+fetch_install_script() {
+  local url=${CONVECTHUB_INSTALL_SCRIPT_URL:-https://get.k3s.io} target=$1
+  curl -sfL --retry 3 --connect-timeout 20 --max-time 120 -o "$target" "$url" ||
+    fail "cannot download the k3s install script from ${url}: check the node's internet access and convecthub:os httpsProxy, or install from an airgap bundle (convecthub:registry.bundleDir)"
+}
+
+run_install_script() {
+  local script work
+  work=$(mktemp -d)
+  # shellcheck disable=SC2064 # expand now: the path is fixed
+  trap "rm -rf '${work}'" RETURN
+  if [ -n "${CONVECTHUB_BUNDLE_DIR:-}" ]; then
+    install -m 0755 "${CONVECTHUB_BUNDLE_DIR}/k3s" "${BIN_DIR}/k3s"
+    script="${CONVECTHUB_BUNDLE_DIR}/install.sh"
+  else
+    script="${work}/install.sh"
+    fetch_install_script "$script"
+  fi
+  say "installing k3s ${CONVECTHUB_K3S_VERSION} as ${role}"
+  local -a settings=(
+    "INSTALL_K3S_VERSION=${CONVECTHUB_K3S_VERSION}"
+    "INSTALL_K3S_EXEC=${role}"
+    "INSTALL_K3S_SKIP_START=true"
+  )
+  [ -z "${CONVECTHUB_BUNDLE_DIR:-}" ] || settings+=("INSTALL_K3S_SKIP_DOWNLOAD=true")
+  # The install script copies the proxy variables it sees into the service's environment file;
+  # no K3S_* variable reaches it (the token is in the token file).
+  local proxy
+  while IFS= read -r proxy; do
+    [ -z "$proxy" ] || settings+=("$proxy")
+  done < <(proxy_environment)
+  if ! env -i PATH="$PATH" HOME=/root "${settings[@]}" sh "$script" >"${work}/log" 2>&1; then
+    tail -n 20 "${work}/log" >&2
+    fail "the k3s install script failed (its last lines are above): fix the cause and run pulumi up again"
+  fi
+}
+
+# write_service_environment: the proxy settings k3s and containerd start with.
+write_service_environment() {
+  write_file "${SYSTEMD_DIR}/$(unit_name "$role").service.env" 0600 "$(proxy_environment)"
+}
+
+unit_active() {
+  local state
+  state=$(systemctl is-active "$1" 2>/dev/null || true)
+  [ "$state" != failed ] || fail "$1 failed to start: on the node, see journalctl -u $1"
+  [ "$state" = active ]
+}
+
+# start_unit UNIT: (re)start it without letting systemctl block (k3s's units have no start
+# timeout), then wait until systemd reports it active.
+start_unit() {
+  local unit=$1 timeout=${CONVECTHUB_READY_TIMEOUT:-600}
+  systemctl restart --no-block "$unit"
+  wait_until "$timeout" unit_active "$unit" ||
+    fail "${unit} did not start within ${timeout} s: on the node, see journalctl -u ${unit}"
+}
+
+server_ready() {
+  [ "$("${BIN_DIR}/k3s" kubectl get node "$node" \
+    -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)" = True ]
+}
+
+wait_until_ready() {
+  local timeout=${CONVECTHUB_READY_TIMEOUT:-600}
+  say "waiting up to ${timeout} s for ${node} to be Ready"
+  wait_until "$timeout" server_ready ||
+    fail "k3s did not become Ready within ${timeout} s: on the node, see journalctl -u $(unit_name "$role")"
+}
+
+apply() {
+  check_input
+  local unit restart=false installed=false
+  unit=$(unit_name "$role")
+  write_settings && restart=true
+  stage_images && restart=true
+  if needs_install; then
+    run_install_script
+    installed=true
+  fi
+  write_service_environment && restart=true
+  if [ "$installed" = true ] || [ "$restart" = true ]; then
+    systemctl daemon-reload
+    systemctl enable "$unit" >/dev/null 2>&1
+    say "starting ${unit}"
+    start_unit "$unit"
+  elif ! systemctl is-active --quiet "$unit"; then
+    say "${unit} was not running: starting it"
+    start_unit "$unit"
+  fi
+  [ "$role" != server ] || wait_until_ready
+}
+
+remove() {
+  [ "$(id -u)" = 0 ] || fail "k3s-install.sh must run as root"
+  local uninstall
+  for uninstall in "${BIN_DIR}/k3s-uninstall.sh" "${BIN_DIR}/k3s-agent-uninstall.sh"; do
+    if [ -x "$uninstall" ]; then
+      say "running $(basename "$uninstall")"
+      "$uninstall" >/dev/null 2>&1 || fail "$(basename "$uninstall") failed: run it on the node by hand to see why"
+    fi
+  done
+  remove_file "$TOKEN_FILE" || true
+  remove_file "${K3S_ETC}/config.yaml" || true
+  remove_file "${K3S_ETC}/registries.yaml" || true
+  rmdir "$K3S_ETC" 2>/dev/null || true
+  if [ -n "${CONVECTHUB_BUNDLE_ROOT:-}" ] && [ -d "$CONVECTHUB_BUNDLE_ROOT" ]; then
+    rm -rf "$CONVECTHUB_BUNDLE_ROOT"
+    say "removed ${CONVECTHUB_BUNDLE_ROOT}"
+  fi
+}
+
+main() {
+  exec </dev/null
+  case "${1:-}" in
+    apply) apply ;;
+    remove) remove ;;
+    *) fail "usage: k3s-install.sh apply|remove" ;;
+  esac
+}
+
+main "$@"
