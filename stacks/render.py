@@ -59,9 +59,13 @@ class StandInProviders(pulumi.runtime.Mocks):
 
 def map_secrets(value: object, on_secret: Callable[[object], object]) -> object:
     """A deserialized property value with each secret, wherever it sits, replaced by
-    `on_secret(the secret's own value)`."""
+    `on_secret(the secret's own value)`, and each file asset or archive by its path."""
     if rpc.is_rpc_secret(value):
         return on_secret(rpc.unwrap_rpc_secret(value))
+    if isinstance(value, pulumi.FileArchive):
+        return {"archive": value.path}
+    if isinstance(value, pulumi.FileAsset):
+        return {"asset": value.path}
     if isinstance(value, dict):
         return {key: map_secrets(item, on_secret) for key, item in value.items()}
     if isinstance(value, list):
