@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except pulumi.RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error
+        sys.stdout = None  # type: ignore[assignment] # nothing more to flush
+        return 0
 
 
 if __name__ == "__main__":
