@@ -37,11 +37,22 @@ node_field() {
 
 # annotation_items NAME: the comma-separated items of one of our annotations, one per line.
 annotation_items() {
-  node_field "{.metadata.annotations.${1//./\\.}}" | tr ',' '\n' | sed '/^$/d'
+  # jsonpath prints no final newline: add one, or `read` would drop the last item.
+  printf '%s\n' "$(node_field "{.metadata.annotations.${1//./\\.}}")" | tr ',' '\n' | sed '/^$/d'
 }
 
 node_ready() {
   [ "$(node_field '{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+
+# is_one_of ITEM LIST...: whether ITEM is in LIST.
+is_one_of() {
+  local item=$1 each
+  shift
+  for each in "$@"; do
+    [ "$each" != "$item" ] || return 0
+  done
+  return 1
 }
 
 # item_id KIND ITEM: what identifies a label (its key) or a taint (key:Effect) on a node.
@@ -63,7 +74,7 @@ reconcile() {
   done <<<"$items"
   while IFS= read -r id; do
     [ -n "$id" ] || continue
-    if ! printf '%s\n' "${ids[@]}" | grep -qxF -- "$id"; then
+    if ! is_one_of "$id" "${ids[@]}"; then
       kubectl "$kind" node "$member" "${id}-" >/dev/null 2>&1 || true
       say "removed ${kind} ${id} from ${member}"
     fi

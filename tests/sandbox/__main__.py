@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from stacks.stackfile import read_stack_file
-from tests.sandbox.deployment import CommandError, Deployment
+from tests.sandbox.deployment import CommandError, Deployment, node_layer
 from tests.sandbox.fleet import SUDO_USER, SandboxFleet, SandboxUnavailableError
 
 
@@ -51,7 +51,7 @@ def main() -> int:
             with tempfile.TemporaryDirectory() as directory:
                 stack = Path(directory) / "Pulumi.sandbox.yaml"
                 stack.write_text(yaml.safe_dump(demo_site(fleet), sort_keys=False))
-                deployment = Deployment()
+                deployment = Deployment(targets=node_layer)
                 try:
                     deployment.up(read_stack_file(stack))
                     print(f"up ran {len(deployment.commands)} command(s)")

@@ -6,17 +6,20 @@ installed here: under `pulumi.runtime.set_mocks`, each `command:remote:Command` 
 with the real stdout/stderr, so one node's output flows into the next node's input exactly as
 under Pulumi. `Deployment` stands in for the engine's state: a second `up` runs only resources
 whose inputs changed, resources gone from the program are deleted, and `destroy` runs every
-`delete` in reverse dependency order.
+`delete` in reverse dependency order. Like `pulumi up --target`, a deployment may be limited
+to some resources (`targets`): the others are registered by the program but neither run nor
+kept in the state. A generated password (pulumi-random) is made here, once, and kept.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pulumi
@@ -26,6 +29,7 @@ from stacks.stackfile import StackFile
 from tests.sandbox.ssh import SSH_OPTIONS
 
 COMMAND_TYPE = "command:remote:Command"
+RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
 # What OpenSSH says when it never got to run the command.
 LOGIN_FAILURES = (
     "Permission denied",
@@ -120,6 +124,10 @@ class SshCommandProvider(pulumi.runtime.Mocks):
         if previous is not None and previous.inputs == inputs:
             return f"{args.name}-id", previous.outputs
         outputs = dict(inputs)
+        if not self.deployment.targets(key):
+            return f"{args.name}-id", outputs
+        if args.typ == RANDOM_PASSWORD_TYPE:
+            outputs["result"] = secrets.token_hex(int(inputs.get("length", 32)) // 2)
         if args.typ == COMMAND_TYPE:
             action = "update" if previous is not None else "create"
             command = inputs.get("update") if previous is not None else None
@@ -154,6 +162,8 @@ class DependencyRecorder(RecordingMonitor):
 class Deployment:
     """One stack's state across `up`s and a `destroy`, and a log of every command run."""
 
+    # Which resources (by "type::name") this deployment runs; the others are left alone.
+    targets: Callable[[str], bool] = lambda key: True
     state: dict[str, ResourceState] = field(default_factory=dict)
     commands: list[tuple[str, str]] = field(default_factory=list)  # (action, resource key)
     _lock: threading.Condition = field(default_factory=threading.Condition)
@@ -229,3 +239,8 @@ class Deployment:
 def _label(key: str) -> str:
     type_name, name = key.split("::")
     return f"{type_name} ({name})"
+
+
+def node_layer(key: str) -> bool:
+    """The resources of the node layer: every node's facts and OS prep."""
+    return key.startswith(COMMAND_TYPE) and key.endswith(("-facts", "-os-prep"))
