@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stacks.site_model import DEFAULT_K3S_VERSION
 from stacks.stackfile import StackFile, read_stack_file
-from tests.sandbox.deployment import Deployment, node_layer
+from tests.sandbox.deployment import Deployment
 from tests.sandbox.fleet import SUDO_USER, SandboxFleet, unavailable_reason
+from tests.sandbox.k3s_bundle import build_bundle
 
 NODE_NAMES = ("master", "worker1", "worker2")
 
@@ -31,9 +33,13 @@ def fleet() -> Iterator[SandboxFleet]:
         yield booted
 
 
-def sandbox_site(fleet: SandboxFleet) -> dict:
-    """master (server) on node1, worker1 (agent, GPU) on node2, worker2 (agent) on node3."""
+def sandbox_site(fleet: SandboxFleet, k3s_version: str = DEFAULT_K3S_VERSION) -> dict:
+    """master (server) on node1, worker1 (agent, GPU) on node2, worker2 (agent) on node3;
+    k3s from the stand-in airgap bundle (the sandbox has no internet), and a registry mirror
+    so that every node gets a registries.yaml."""
     node1, node2, node3 = fleet.nodes
+    for arch in ("amd64", "arm64"):  # arm64 too: a test declares a node of the wrong arch
+        bundle = build_bundle(fleet.work_dir / "k3s-bundle", k3s_version, arch)
     return {
         "convecthub:ssh": {"user": SUDO_USER, "privateKeyFile": str(fleet.key_file)},
         "convecthub:nodes": [
@@ -48,6 +54,11 @@ def sandbox_site(fleet: SandboxFleet) -> dict:
             {"name": "worker2", "host": node3.address, "roles": ["agent"]},
         ],
         "convecthub:os": {"aptProxy": fleet.apt_proxy, "ntpServers": [fleet.gateway]},
+        "convecthub:k3s": {"version": k3s_version},
+        "convecthub:registry": {
+            "bundleDir": str(bundle),
+            "mirrors": {"docker.io": [f"http://{fleet.gateway}:5000"]},
+        },
     }
 
 
@@ -63,6 +74,4 @@ def stack_file(tmp_path: Path) -> Callable[[dict], StackFile]:
 
 @pytest.fixture
 def deployment() -> Deployment:
-    # The node layer only: the sandbox has no k3s stand-in yet, so the K3s steps (which would
-    # fetch the real install script) are left out, as `pulumi up --target` would.
-    return Deployment(targets=node_layer)
+    return Deployment()

@@ -18,8 +18,10 @@ from tests.conftest import PROJECT_DIR
 from tests.e2e.conftest import NODE_NAMES, sandbox_site
 from tests.sandbox.deployment import CommandError, Deployment
 from tests.sandbox.fleet import SandboxFleet, alive, mounts_under, run
+from tests.sandbox.k3s_bundle import build_bundle
 
 COMMAND = "command:remote:Command"
+K3S_STORE = "/var/lib/rancher/k3s/standin/nodes"
 HOSTS_BLOCK = "# BEGIN convecthub"
 # What a script may leave changing on its own: logs, caches, runtime state.
 VOLATILE = (
@@ -46,7 +48,22 @@ def files_of(fleet: SandboxFleet, node) -> str:
 
 
 def keys(commands: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    return sorted((action, key.removeprefix(f"{COMMAND}::")) for action, key in commands)
+    """(action, resource name) of each command run, sorted."""
+    return sorted((action, key.split("::", 1)[1]) for action, key in commands)
+
+
+def first_up(names=NODE_NAMES) -> list[tuple[str, str]]:
+    """What a first `up` of the sandbox site runs: every step of every node."""
+    steps = ("facts", "os-prep", "k3s-bundle", "k3s-images", "k3s-install", "k3s-membership")
+    return sorted(
+        [("create", f"{n}-{step}") for n in names for step in steps]
+        + [("create", "master-k3s-kubeconfig")]
+    )
+
+
+def cluster_node(fleet: SandboxFleet, name: str) -> dict:
+    """A Node object as the stand-in cluster on the first server keeps it."""
+    return json.loads(fleet.sh(by_name(fleet, "master"), f"sudo cat {K3S_STORE}/{name}.json"))
 
 
 def by_name(fleet: SandboxFleet, name: str):
@@ -55,9 +72,7 @@ def by_name(fleet: SandboxFleet, name: str):
 
 def test_a_three_node_site_comes_up(fleet, deployment, stack_file) -> None:
     outputs = deployment.up(stack_file(sandbox_site(fleet)))
-    assert keys(deployment.commands) == [
-        ("create", f"{n}-{step}") for n in NODE_NAMES for step in ("facts", "os-prep")
-    ]
+    assert keys(deployment.commands) == first_up()
     addresses = {name: by_name(fleet, name).address for name in NODE_NAMES}
     expected_block = "\n".join(
         [
@@ -95,6 +110,47 @@ def test_a_three_node_site_comes_up(fleet, deployment, stack_file) -> None:
     ]
     assert summary["master"]["address"] == addresses["master"]
     assert summary["worker2"]["os"] == {"id": "debian", "version": "12"}
+    assert outputs["kubeconfig"] == "[secret]"
+    assert outputs["apiServer"] == f"https://{addresses['master']}:6443"
+
+
+def test_the_site_becomes_a_k3s_cluster(fleet, deployment, stack_file) -> None:
+    """On each node: config.yaml, registries.yaml, the root-only token file, the k3s unit
+    running; in the (stand-in) cluster: every node joined with its token, with its labels."""
+    deployment.up(stack_file(sandbox_site(fleet)))
+    addresses = {name: by_name(fleet, name).address for name in NODE_NAMES}
+    for name in NODE_NAMES:
+        node = by_name(fleet, name)
+        unit = "k3s" if name == "master" else "k3s-agent"
+        report = fleet.sh(
+            node,
+            f"""
+            sudo cat /etc/rancher/k3s/config.yaml; echo ---
+            sudo cat /etc/rancher/k3s/registries.yaml; echo ---
+            sudo stat -c '%a %U' /etc/rancher/k3s/cluster-token; echo ---
+            systemctl is-active {unit}; systemctl is-enabled {unit}; echo ---
+            ls /var/lib/rancher/k3s/agent/images; k3s --version | head -n 1
+            """,
+        )
+        config, registries, token, unit_state, installed = report.split("---\n")
+        config_lines = config.splitlines()
+        assert config_lines[:2] == [f"node-name: {name}", f"node-ip: {addresses[name]}"]
+        if name == "master":
+            assert "server:" not in config
+        else:
+            assert f"server: https://{addresses['master']}:6443" in config_lines
+        assert "token-file: /etc/rancher/k3s/cluster-token" in config_lines
+        assert registries == (
+            f"mirrors:\n  docker.io:\n    endpoint:\n    - http://{fleet.gateway}:5000\n"
+        )
+        assert token == "600 root\n"
+        assert unit_state == "active\nenabled\n"
+        assert installed == "k3s-airgap-images-amd64.tar.zst\nk3s version v1.31.4+k3s1 (standin)\n"
+    for name in NODE_NAMES:
+        assert cluster_node(fleet, name)["ready"] is True
+    assert cluster_node(fleet, "worker1")["labels"]["org"] == "public"
+    kubeconfig = deployment.state[f"{COMMAND}::master-k3s-kubeconfig"].outputs["stdout"]
+    assert f"server: https://{addresses['master']}:6443" in kubeconfig
 
 
 def test_a_second_up_runs_nothing_and_scripts_twice_change_nothing(
@@ -107,7 +163,7 @@ def test_a_second_up_runs_nothing_and_scripts_twice_change_nothing(
     assert deployment.commands == []
     # By hand, as the program runs them: each script twice; the second run writes nothing.
     node = by_name(fleet, "worker1")
-    for step in ("facts", "os-prep"):
+    for step in ("facts", "os-prep", "k3s-install"):
         inputs = deployment.state[f"{COMMAND}::worker1-{step}"].inputs
         for attempt in (1, 2):
             before = files_of(fleet, node)
@@ -136,17 +192,37 @@ def test_a_changed_setting_reruns_only_what_the_graph_says(fleet, deployment, st
         by_name(fleet, "worker2"), "cat /etc/systemd/timesyncd.conf.d/convecthub.conf"
     )
 
-    # No step reads labels yet: a label change runs nothing.
+    # A label: only that node's membership, through the cluster.
     config["convecthub:nodes"][1]["labels"] = {"org": "research"}
     deployment.commands.clear()
     deployment.up(stack_file(config))
-    assert deployment.commands == []
+    assert keys(deployment.commands) == [("update", "worker1-k3s-membership")]
+    assert cluster_node(fleet, "worker1")["labels"]["org"] == "research"
 
-    # One node's interface: only its preflight runs again; its address is the same.
+    # A k3s version (and the bundle that carries it): only the bundles and the installs.
+    build_bundle(fleet.work_dir / "k3s-bundle", "v1.31.5+k3s1")
+    config["convecthub:k3s"]["version"] = "v1.31.5+k3s1"
+    deployment.commands.clear()
+    deployment.up(stack_file(config))
+    assert keys(deployment.commands) == sorted(
+        ("update", f"{n}-k3s-{step}") for n in NODE_NAMES for step in ("bundle", "install")
+    )
+    for node in fleet.nodes:
+        version = fleet.sh(node, "k3s --version | head -n 1")
+        assert version == "k3s version v1.31.5+k3s1 (standin)\n"
+        assert cluster_node(fleet, "worker1")["labels"]["org"] == "research"
+
+    # One node's interface: its preflight runs again (its address is the same, so no hosts
+    # block changes) and its k3s, now pinned to that interface for flannel, and nothing else.
     config["convecthub:nodes"][2]["iface"] = "host0"
     deployment.commands.clear()
     deployment.up(stack_file(config))
-    assert keys(deployment.commands) == [("update", "worker2-facts")]
+    assert keys(deployment.commands) == [
+        ("update", "worker2-facts"),
+        ("update", "worker2-k3s-install"),
+    ]
+    worker2 = by_name(fleet, "worker2")
+    assert "flannel-iface: host0" in fleet.sh(worker2, "cat /etc/rancher/k3s/config.yaml")
 
 
 def test_destroy_leaves_every_node_clean(fleet, deployment, stack_file) -> None:
@@ -154,11 +230,25 @@ def test_destroy_leaves_every_node_clean(fleet, deployment, stack_file) -> None:
     deployment.up(stack_file(sandbox_site(fleet)))
     deployment.commands.clear()
     deployment.destroy()
-    assert keys(deployment.commands) == [("delete", f"{n}-os-prep") for n in NODE_NAMES]
+    assert keys(deployment.commands) == sorted(
+        ("delete", f"{n}-{step}")
+        for n in NODE_NAMES
+        for step in ("os-prep", "k3s-install", "k3s-membership")
+    )
+    order = [key.split("::")[1] for _, key in deployment.commands]
+    for name in NODE_NAMES:  # drained and deleted from the cluster, then uninstalled
+        assert order.index(f"{name}-k3s-membership") < order.index(f"{name}-k3s-install")
+        assert order.index(f"{name}-k3s-install") < order.index(f"{name}-os-prep")
     assert deployment.state == {}
     for node in fleet.nodes:
         assert fleet.sh(node, "hostname; cat /etc/fstab") == before[node.name]
         assert HOSTS_BLOCK not in fleet.sh(node, "cat /etc/hosts")
+        k3s_left = fleet.sh(
+            node,
+            "ls -d /etc/rancher/k3s /var/lib/rancher/k3s /usr/local/bin/k3s* "
+            "/etc/systemd/system/k3s* ~convect/.convecthub-bundle 2>/dev/null || true",
+        )
+        assert k3s_left == ""
         leftovers = fleet.sh(
             node,
             "find / -xdev \\( -path /proc -o -path /sys \\) -prune -o -name '*convecthub*' -print",
@@ -184,10 +274,11 @@ def test_apt_mirror_and_proxies_are_applied_and_undone(fleet, deployment, stack_
         cat /etc/apt/sources.list.d/convecthub-mirror.sources; echo ---
         cat /etc/apt/apt.conf.d/90convecthub-proxy; echo ---
         grep -i proxy /etc/environment; echo ---
+        sudo cat /etc/systemd/system/k3s-agent.service.env; echo ---
         apt-get -q update >/dev/null && echo apt-works
         """,
     )
-    listing, mirror, apt_proxy, environment, apt = report.split("---\n")
+    listing, mirror, apt_proxy, environment, k3s_env, apt = report.split("---\n")
     assert listing == "convecthub-mirror.sources\n"
     assert mirror == (
         "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm "
@@ -202,6 +293,8 @@ def test_apt_mirror_and_proxies_are_applied_and_undone(fleet, deployment, stack_
         f"no_proxy={no_proxy}",
         f"NO_PROXY={no_proxy}",
     ]
+    # k3s and its containerd start with the proxy too.
+    assert k3s_env == f"HTTP_PROXY={fleet.apt_proxy}\nNO_PROXY={no_proxy}\n"
     assert apt == "apt-works\n"
 
     deployment.destroy()

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import yaml
 
+from stacks.site_model import DEFAULT_K3S_VERSION
 from stacks.stackfile import read_stack_file
-from tests.sandbox.deployment import CommandError, Deployment, node_layer
+from tests.sandbox.deployment import CommandError, Deployment
 from tests.sandbox.fleet import SUDO_USER, SandboxFleet, SandboxUnavailableError
+from tests.sandbox.k3s_bundle import build_bundle
 
 
 def demo_site(fleet: SandboxFleet) -> dict:
@@ -37,6 +39,10 @@ def demo_site(fleet: SandboxFleet) -> dict:
             "convecthub:ssh": {"user": SUDO_USER, "privateKeyFile": str(fleet.key_file)},
             "convecthub:nodes": nodes,
             "convecthub:os": {"aptProxy": fleet.apt_proxy},
+            # k3s from the stand-in airgap bundle: the sandbox has no internet.
+            "convecthub:registry": {
+                "bundleDir": str(build_bundle(fleet.work_dir / "k3s-bundle", DEFAULT_K3S_VERSION))
+            },
         }
     }
 
@@ -47,11 +53,11 @@ def main() -> int:
     args = parser.parse_args()
     try:
         with SandboxFleet(args.nodes, gpu_nodes=("node2",)) as fleet:
-            print(f"booted {args.nodes} node(s); running `up` (facts, os-prep)...", flush=True)
+            print(f"booted {args.nodes} node(s); running `up` (stand-in k3s)...", flush=True)
             with tempfile.TemporaryDirectory() as directory:
                 stack = Path(directory) / "Pulumi.sandbox.yaml"
                 stack.write_text(yaml.safe_dump(demo_site(fleet), sort_keys=False))
-                deployment = Deployment(targets=node_layer)
+                deployment = Deployment()
                 try:
                     deployment.up(read_stack_file(stack))
                     print(f"up ran {len(deployment.commands)} command(s)")

@@ -2,25 +2,30 @@
 
 `SshCommandProvider` is a STAND-IN for the pulumi-command provider plugin, which cannot be
 installed here: under `pulumi.runtime.set_mocks`, each `command:remote:Command` runs its
-`create` (or `update`) over SSH, with its `stdin`, on the node its connection names, and answers
-with the real stdout/stderr, so one node's output flows into the next node's input exactly as
-under Pulumi. `Deployment` stands in for the engine's state: a second `up` runs only resources
-whose inputs changed, resources gone from the program are deleted, and `destroy` runs every
-`delete` in reverse dependency order. Like `pulumi up --target`, a deployment may be limited
-to some resources (`targets`): the others are registered by the program but neither run nor
-kept in the state. A generated password (pulumi-random) is made here, once, and kept.
+`create` (or `update`) over SSH, with its `stdin`, on the node its connection names, and
+answers with the real stdout/stderr, so one node's output flows into the next node's input
+exactly as under Pulumi; each `command:remote:CopyToRemote` copies its directory there as the
+plugin's SFTP copy does (to `<remotePath>/<the directory's name>/`). `Deployment` stands in
+for the engine's state: a second `up` runs only resources whose inputs changed, resources gone
+from the program are deleted, and `destroy` runs every `delete` in reverse dependency order.
+Like `pulumi up --target`, a deployment may be limited to some resources (`targets`): the
+others are registered by the program but neither run nor kept in the state. A generated
+password (pulumi-random) is made here, once, and kept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
+import shlex
 import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pulumi
 
@@ -29,6 +34,7 @@ from stacks.stackfile import StackFile
 from tests.sandbox.ssh import SSH_OPTIONS
 
 COMMAND_TYPE = "command:remote:Command"
+COPY_TYPE = "command:remote:CopyToRemote"
 RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
 # What OpenSSH says when it never got to run the command.
 LOGIN_FAILURES = (
@@ -110,6 +116,39 @@ def ssh_run(connection: dict, command: str, stdin: str | None, label: str) -> tu
     return result.stdout.removesuffix("\n"), stderr
 
 
+def directory_hash(path: str) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(Path(path).rglob("*")):
+        if file.is_file():
+            digest.update(str(file.relative_to(path)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+def ssh_copy(connection: dict, source: str, remote_path: str, label: str) -> None:
+    """Copy the directory `source` to `<remote_path>/<its name>` on the node, over SSH."""
+    user, host = connection.get("user", "root"), connection["host"]
+    port = int(connection.get("port", 22))
+    parent, name = os.path.split(source.rstrip("/"))
+    unpack = f"mkdir -p {shlex.quote(remote_path)} && tar -C {shlex.quote(remote_path)} -xf -"
+    with _key_file(connection.get("privateKey")) as key:
+        options = ["-p", str(port), *SSH_OPTIONS]
+        if key:
+            options += ["-i", key, "-o", "IdentitiesOnly=yes"]
+        with subprocess.Popen(
+            ["tar", "-C", parent, "-cf", "-", name], stdout=subprocess.PIPE
+        ) as tar:
+            result = subprocess.run(
+                ["ssh", *options, f"{user}@{host}", unpack],
+                stdin=tar.stdout,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+    if result.returncode != 0 or tar.returncode != 0:
+        raise CommandError(f"{label}: copy failed: {result.stderr.strip() or 'tar failed'}")
+
+
 class SshCommandProvider(pulumi.runtime.Mocks):
     """STAND-IN for the pulumi-command provider plugin (see the module docstring)."""
 
@@ -128,6 +167,13 @@ class SshCommandProvider(pulumi.runtime.Mocks):
             return f"{args.name}-id", outputs
         if args.typ == RANDOM_PASSWORD_TYPE:
             outputs["result"] = secrets.token_hex(int(inputs.get("length", 32)) // 2)
+        if args.typ == COPY_TYPE:
+            # The engine diffs an archive by its content, not its path.
+            inputs["source"]["hash"] = directory_hash(inputs["source"]["archive"])
+            if previous is not None and previous.inputs == inputs:
+                return f"{args.name}-id", previous.outputs
+            outputs = dict(inputs)
+            self.deployment.copy(key, "update" if previous is not None else "create", inputs)
         if args.typ == COMMAND_TYPE:
             action = "update" if previous is not None else "create"
             command = inputs.get("update") if previous is not None else None
@@ -198,6 +244,18 @@ class Deployment:
                 self._in_flight -= 1
                 self._lock.notify_all()
 
+    def copy(self, key: str, action: str, inputs: dict) -> None:
+        with self._lock:
+            self.commands.append((action, key))
+            self._in_flight += 1
+        try:
+            source = inputs["source"]["archive"]
+            ssh_copy(inputs["connection"], source, inputs["remotePath"], _label(key))
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._lock.notify_all()
+
     def record(self, resource: ResourceState) -> None:
         with self._lock:
             previous = self.state.get(resource.key)
@@ -239,8 +297,3 @@ class Deployment:
 def _label(key: str) -> str:
     type_name, name = key.split("::")
     return f"{type_name} ({name})"
-
-
-def node_layer(key: str) -> bool:
-    """The resources of the node layer: every node's facts and OS prep."""
-    return key.startswith(COMMAND_TYPE) and key.endswith(("-facts", "-os-prep"))

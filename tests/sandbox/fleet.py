@@ -23,7 +23,17 @@ from pathlib import Path
 from tests.sandbox.ssh import SSH_OPTIONS
 
 HOST_APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
-BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "iproute2", "procps")
+# python3: the k3s stand-in's kubectl (tests/standins/k3s/kubectl.py) runs on the nodes.
+BASE_PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "procps",
+    "python3",
+)
 SUITE = "bookworm"
 CACHE_DIR = Path(os.environ.get("CONVECTHUB_SANDBOX_CACHE", "/var/tmp/convecthub-sandbox-cache"))
 SUDO_USER = "convect"  # a non-root login with passwordless sudo, as the seeds ask for

@@ -14,13 +14,19 @@ if [ "${INSTALL_K3S_SKIP_DOWNLOAD:-}" != true ]; then
   chmod 0755 /usr/local/bin/k3s
 fi
 mkdir -p /etc/systemd/system
-printf '[Service]\nExecStart=/usr/local/bin/k3s %s\n' "$exec_cmd" >"/etc/systemd/system/${unit}.service"
+printf '%s\n' "[Unit]" "Description=k3s stand-in (tests only)" "After=network-online.target" \
+  "[Service]" "Type=simple" "EnvironmentFile=-/etc/systemd/system/${unit}.service.env" \
+  "ExecStart=/usr/local/bin/k3s ${exec_cmd}" "Restart=on-failure" "RestartSec=2" \
+  "[Install]" "WantedBy=multi-user.target" >"/etc/systemd/system/${unit}.service"
+# The stand-in cluster's kubectl travels with this script in the bundle.
+[ ! -f "$(dirname "$0")/kubectl.py" ] || install -m 0755 "$(dirname "$0")/kubectl.py" /usr/local/bin/k3s-standin-kubectl.py
 env | grep -E '^(HTTP_PROXY|HTTPS_PROXY|NO_PROXY)=' | sed "s/=\(.*\)/='\1'/" >"/etc/systemd/system/${unit}.service.env" || true
 chmod 0600 "/etc/systemd/system/${unit}.service.env"
 cat >"/usr/local/bin/${uninstall}" <<UNINSTALL
 #!/bin/sh
 systemctl stop ${unit}
-rm -f /etc/systemd/system/${unit}.service /etc/systemd/system/${unit}.service.env /usr/local/bin/k3s /usr/local/bin/${uninstall}
+systemctl disable ${unit} >/dev/null 2>&1 || true
+rm -f /etc/systemd/system/${unit}.service /etc/systemd/system/${unit}.service.env /usr/local/bin/k3s /usr/local/bin/k3s-standin-kubectl.py /usr/local/bin/${uninstall}
 rm -rf /etc/rancher/k3s /var/lib/rancher/k3s
 UNINSTALL
 chmod 0755 "/usr/local/bin/${uninstall}"

@@ -1,0 +1,26 @@
+"""A STAND-IN airgap bundle for the sandbox fleet, which cannot reach the internet: the k3s
+stand-in as the binary, the stand-in install script and the stand-in cluster's kubectl
+(all from tests/standins/k3s/), and a placeholder image archive. Laid out as
+components/airgap.py expects, so the program takes its real airgap path: copy with
+CopyToRemote, install with INSTALL_K3S_SKIP_DOWNLOAD, images into k3s's import directory."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+STANDINS = Path(__file__).resolve().parent.parent / "standins" / "k3s"
+
+
+def build_bundle(directory: Path, version: str, arch: str = "amd64") -> Path:
+    """Write (or rewrite, for another version) the bundle in `directory`; return it."""
+    binaries = directory / arch
+    images = directory / "images" / arch
+    binaries.mkdir(parents=True, exist_ok=True)
+    images.mkdir(parents=True, exist_ok=True)
+    binary = (STANDINS / "k3s").read_text().replace("@VERSION@", version)
+    (binaries / "k3s").write_text(binary)
+    for name in ("install.sh", "kubectl.py"):
+        shutil.copy(STANDINS / name, binaries / name)
+    (images / f"k3s-airgap-images-{arch}.tar.zst").write_bytes(b"stand-in image archive\n")
+    return directory
