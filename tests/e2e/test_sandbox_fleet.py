@@ -6,6 +6,7 @@ with the stand-in provider (tests/sandbox/deployment.py).
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import subprocess
@@ -225,6 +226,50 @@ def test_a_changed_setting_reruns_only_what_the_graph_says(fleet, deployment, st
     assert "flannel-iface: host0" in fleet.sh(worker2, "cat /etc/rancher/k3s/config.yaml")
 
 
+def k3s_leftovers(fleet: SandboxFleet, node) -> str:
+    return fleet.sh(
+        node,
+        "ls -d /etc/rancher/k3s /var/lib/rancher/k3s /usr/local/bin/k3s* "
+        "/etc/systemd/system/k3s* ~convect/.convecthub-bundle 2>/dev/null || true",
+    )
+
+
+def test_a_removed_node_leaves_the_cluster_and_can_join_again(
+    fleet, deployment, stack_file
+) -> None:
+    config = sandbox_site(fleet)
+    deployment.up(stack_file(config))
+    worker2 = by_name(fleet, "worker2")
+    removed = copy.deepcopy(config)
+    removed["convecthub:nodes"] = config["convecthub:nodes"][:2]
+    deployment.commands.clear()
+    deployment.up(stack_file(removed))
+    assert keys(deployment.commands) == sorted(
+        [
+            ("delete", "worker2-k3s-membership"),
+            ("delete", "worker2-k3s-install"),
+            ("delete", "worker2-os-prep"),
+            ("update", "master-os-prep"),  # the hosts block loses worker2
+            ("update", "worker1-os-prep"),
+        ]
+    )
+    order = [key.split("::")[1] for action, key in deployment.commands if action == "delete"]
+    assert order == ["worker2-k3s-membership", "worker2-k3s-install", "worker2-os-prep"]
+    calls = fleet.sh(by_name(fleet, "master"), f"sudo cat {K3S_STORE}/calls.log")
+    assert "drain worker2 --ignore-daemonsets" in calls
+    assert "delete node worker2" in calls
+    assert fleet.sh(by_name(fleet, "master"), f"ls {K3S_STORE}") == (
+        "calls.log\nmaster.json\nworker1.json\n"
+    )
+    assert k3s_leftovers(fleet, worker2) == ""
+
+    # Back in the config, it joins again under its name.
+    deployment.commands.clear()
+    deployment.up(stack_file(config))
+    assert ("create", "worker2-k3s-membership") in keys(deployment.commands)
+    assert cluster_node(fleet, "worker2")["ready"] is True
+
+
 def test_destroy_leaves_every_node_clean(fleet, deployment, stack_file) -> None:
     before = {node.name: fleet.sh(node, "hostname; cat /etc/fstab") for node in fleet.nodes}
     deployment.up(stack_file(sandbox_site(fleet)))
@@ -243,12 +288,7 @@ def test_destroy_leaves_every_node_clean(fleet, deployment, stack_file) -> None:
     for node in fleet.nodes:
         assert fleet.sh(node, "hostname; cat /etc/fstab") == before[node.name]
         assert HOSTS_BLOCK not in fleet.sh(node, "cat /etc/hosts")
-        k3s_left = fleet.sh(
-            node,
-            "ls -d /etc/rancher/k3s /var/lib/rancher/k3s /usr/local/bin/k3s* "
-            "/etc/systemd/system/k3s* ~convect/.convecthub-bundle 2>/dev/null || true",
-        )
-        assert k3s_left == ""
+        assert k3s_leftovers(fleet, node) == ""
         leftovers = fleet.sh(
             node,
             "find / -xdev \\( -path /proc -o -path /sys \\) -prune -o -name '*convecthub*' -print",

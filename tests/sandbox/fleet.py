@@ -219,8 +219,11 @@ class SandboxFleet:
             raise AssertionError(f"{node.name}: {script!r} failed: {result.stderr.strip()}")
         return result.stdout
 
-    def wait_for_ssh(self, node: SandboxNode, timeout: float = 60) -> None:
+    def wait_for_ssh(self, node: SandboxNode, timeout: float = 120) -> None:
+        # Boots take 2-3 s; twice in a day of runs one took over 60 s, right after another
+        # run: hence the margin, and the last answers in the error to tell why next time.
         deadline = time.monotonic() + timeout
+        booted = login = None
         while time.monotonic() < deadline:
             # Until boot is over, pam_nologin turns away every user but root. Some boots of
             # these containers leave /run/nologin behind once boot has finished; it is stale
@@ -236,8 +239,14 @@ class SandboxFleet:
                 return
             time.sleep(0.2)
         log = (node.directory / "console.log").read_text(errors="replace")[-2000:]
+        answers = (
+            f"system state {booted.stdout.strip()!r} ({booted.stderr.strip()!r}), "
+            f"{SUDO_USER} login exit {login.returncode} ({login.stderr.strip()!r})"
+            if booted is not None and login is not None
+            else "no answer"
+        )
         raise SandboxUnavailableError(
-            f"{node.name} did not answer on ssh within {timeout}s:\n{log}"
+            f"{node.name} did not answer on ssh within {timeout}s: {answers}\n{log}"
         )
 
     def _make_bridge(self) -> None:
