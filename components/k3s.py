@@ -138,10 +138,28 @@ def proxy_env(settings: OsSettings, extra_no_proxy: Sequence[str] = ()) -> dict[
     return env
 
 
+def accelerator_labels(node: Node) -> dict[str, str]:
+    """The labels the hub selects nodes by (cube-studio's scheme): gpu=true (npu=true for an
+    Ascend NPU) and gpu-type=<model> on accelerator nodes, cpu=true on the others."""
+    if node.gpu is None:
+        return {"cpu": "true"}
+    labels = {"npu" if node.gpu.vendor == "ascend" else "gpu": "true"}
+    if node.gpu.type:
+        labels["gpu-type"] = node.gpu.type
+    return labels
+
+
+def node_labels(node: Node) -> dict[str, str]:
+    """Every label the node gets: the accelerator labels, then its own (which win)."""
+    return {**accelerator_labels(node), **node.labels}
+
+
 def membership_env(node: Node, settings: K3sSettings) -> dict[str, str]:
     return {
         "CONVECTHUB_NODE_NAME": node.name,
-        "CONVECTHUB_LABELS": "\n".join(f"{key}={value}" for key, value in node.labels.items()),
+        "CONVECTHUB_LABELS": "\n".join(
+            f"{key}={value}" for key, value in node_labels(node).items()
+        ),
         "CONVECTHUB_TAINTS": "\n".join(str(taint) for taint in node.taints),
         "CONVECTHUB_READY_TIMEOUT": str(settings.ready_timeout_seconds),
         "CONVECTHUB_DRAIN_TIMEOUT": str(settings.drain_timeout_seconds),

@@ -17,7 +17,6 @@ from stacks.render import RecordingMonitor, StandInProviders, map_secrets, run_p
 from stacks.site_model import Site
 from stacks.stackfile import read_stack_file
 from tests.conftest import name_of, resources_by_name, write_stack_file
-from tests.test_node_steps import preamble_of
 
 TOKEN = "k3s-token-must-stay-secret"
 REGISTRY_PASSWORD = "registry-password-must-stay-secret"
@@ -278,8 +277,10 @@ def test_membership_runs_on_the_first_server_after_the_node_joined(render) -> No
 def test_labels_and_taints_go_to_membership_only(render) -> None:
     rendering = render(single_site())
     resources = resources_by_name(rendering)
-    env = preamble_of(resources["worker-k3s-membership"]["inputs"]["stdin"], "k3s-membership.sh")
-    assert env["CONVECTHUB_LABELS"] == "org=public"
+    steps = rendering.outputs[resources["worker-k3s"]["urn"]]["steps"]
+    env = steps[1]["env"]
+    assert steps[1]["script"] == "k3s-membership.sh"
+    assert env["CONVECTHUB_LABELS"] == "cpu=true\norg=public"
     assert env["CONVECTHUB_TAINTS"] == "gpu=true:NoSchedule"
     assert env["CONVECTHUB_NODE_NAME"] == "worker"
     config = install_env(rendering, "worker")["CONVECTHUB_K3S_CONFIG"]
@@ -295,6 +296,30 @@ def test_the_token_is_generated_by_pulumi_random_unless_configured(render) -> No
     values = single_site()
     values["k3s"] = {"token": TOKEN}
     assert "k3s-token" not in resources_by_name(render(values))
+
+
+@pytest.mark.parametrize(
+    ("gpu", "labels", "expected"),
+    [
+        (None, {}, {"cpu": "true"}),
+        ({"vendor": "nvidia", "type": "A100"}, {}, {"gpu": "true", "gpu-type": "A100"}),
+        ({"vendor": "nvidia"}, {"org": "public"}, {"gpu": "true", "org": "public"}),
+        ({"vendor": "ascend", "type": "910B"}, {}, {"npu": "true", "gpu-type": "910B"}),
+        (
+            {"vendor": "nvidia", "type": "T4"},
+            {"gpu-type": "t4-16g"},
+            {"gpu": "true", "gpu-type": "t4-16g"},
+        ),
+    ],
+)
+def test_accelerator_labels_come_first_and_the_node_own_labels_win(gpu, labels, expected) -> None:
+    from components.k3s import node_labels
+
+    values = single_site()
+    values["nodes"][1].update(labels=labels, gpu=gpu)
+    if gpu is None:
+        del values["nodes"][1]["gpu"]
+    assert node_labels(site_model(values).nodes[1]) == expected
 
 
 # ---- airgap ----------------------------------------------------------------------------------

@@ -149,7 +149,14 @@ def test_the_site_becomes_a_k3s_cluster(fleet, deployment, stack_file) -> None:
         assert installed == "k3s-airgap-images-amd64.tar.zst\nk3s version v1.31.4+k3s1 (standin)\n"
     for name in NODE_NAMES:
         assert cluster_node(fleet, name)["ready"] is True
-    assert cluster_node(fleet, "worker1")["labels"]["org"] == "public"
+    labels = {name: cluster_node(fleet, name)["labels"] for name in NODE_NAMES}
+    assert labels["worker1"] == {
+        "kubernetes.io/hostname": "worker1",
+        "gpu": "true",
+        "gpu-type": "A100",
+        "org": "public",
+    }
+    assert labels["worker2"] == {"kubernetes.io/hostname": "worker2", "cpu": "true"}
     kubeconfig = deployment.state[f"{COMMAND}::master-k3s-kubeconfig"].outputs["stdout"]
     assert f"server: https://{addresses['master']}:6443" in kubeconfig
 
