@@ -87,6 +87,10 @@ def k3s_config(
     if role.embedded_registry:
         # Airgapped: no pull falls through to a registry the site cannot reach.
         config["disable-default-registry-endpoint"] = True
+    if node.gpu is not None and node.gpu.vendor == "nvidia":
+        # The GPU layer installed the NVIDIA container runtime before k3s starts: k3s finds it
+        # and, with this, runs every pod on it (no RuntimeClass needed).
+        config["default-runtime"] = "nvidia"
     config.update(extra)
     return config
 
@@ -179,6 +183,8 @@ class K3sNodeArgs:
     first_server: BareMetalNode  # where membership runs (k3s's admin kubeconfig is there)
     holds_images: bool = False  # airgap: this node imports the image tarballs
     after: Sequence[pulumi.Resource] = field(default_factory=tuple)  # install waits for these
+    # Steps on the node itself the install waits for besides OS prep (the GPU layer).
+    node_steps: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
 class _K3sNode(pulumi.ComponentResource):
@@ -202,7 +208,8 @@ class _K3sNode(pulumi.ComponentResource):
             connection=host.connection,
             login_user=host.user,
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[host.os_prep_command, *copies, *args.after]
+                parent=self,
+                depends_on=[host.os_prep_command, *args.node_steps, *copies, *args.after],
             ),
         )
         membership_step = ScriptStep(

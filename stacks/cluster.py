@@ -15,6 +15,7 @@ import pulumi_kubernetes as kubernetes
 import pulumi_random as random
 
 from components.fleet_hosts import fleet_hosts
+from components.gpu import GpuNode, GpuNodeArgs
 from components.k3s import K3sAgent, K3sNodeArgs, K3sRole, K3sServer, api_server_url
 from components.node import BareMetalNode, BareMetalNodeArgs
 from stacks.site_model import Node, Site
@@ -28,6 +29,7 @@ TOKEN_LENGTH = 48
 class Cluster:
     site: Site
     nodes: dict[str, BareMetalNode]
+    gpus: dict[str, GpuNode]
     servers: dict[str, K3sServer]
     agents: dict[str, K3sAgent]
     api_server: pulumi.Output[str]
@@ -79,6 +81,17 @@ def build_cluster(site: Site) -> Cluster:
     hosts = fleet_hosts({name: node.address for name, node in nodes.items()})
     for node in nodes.values():
         node.prepare_os(hosts)
+    gpus = {
+        node.name: GpuNode(
+            f"{node.name}-gpu",
+            GpuNodeArgs(
+                node=node, host=nodes[node.name], ssh=site.ssh_for(node), settings=site.gpu
+            ),
+            pulumi.ResourceOptions(parent=nodes[node.name]),
+        )
+        for node in site.nodes
+        if node.gpu is not None
+    }
 
     token = cluster_token(site)
     first = nodes[site.servers[0].name]
@@ -105,6 +118,7 @@ def build_cluster(site: Site) -> Cluster:
             first_server=first,
             holds_images=_holds_images(site, node),
             after=after,
+            node_steps=[gpus[node.name].ready] if node.name in gpus else [],
         )
 
     servers: dict[str, K3sServer] = {}
@@ -144,6 +158,7 @@ def build_cluster(site: Site) -> Cluster:
     return Cluster(
         site=site,
         nodes=nodes,
+        gpus=gpus,
         servers=servers,
         agents=agents,
         api_server=api_server,

@@ -193,6 +193,7 @@ def format_text(rendering: Rendering) -> str:
     for warning in rendering.loaded.warnings:
         lines.append(f"  warning: {warning}")
     nodes = rendering.components("BareMetalNode")
+    gpus = rendering.components("GpuNode")
     k3s = {**rendering.components("K3sServer"), **rendering.components("K3sAgent")}
     by_name = {r["name"]: r for r in rendering.resources}
     for node in site.nodes:
@@ -204,6 +205,7 @@ def format_text(rendering: Rendering) -> str:
         )
         steps = [
             *_steps_of(rendering, nodes.get(node.name)),
+            *_steps_of(rendering, gpus.get(f"{node.name}-gpu")),
             *_steps_of(rendering, k3s.get(f"{node.name}-k3s")),
         ]
         for number, step in enumerate(steps, start=1):

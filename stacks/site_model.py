@@ -443,6 +443,28 @@ class RegistrySettings(Strict):
     )
 
 
+class GpuSettings(Strict):
+    """How GPU nodes get their driver and container runtime (`convecthub:gpu`)."""
+
+    driver_version: Annotated[str, Field(pattern=r"^[0-9]{3}$")] = Field(
+        default="550",
+        description="NVIDIA driver branch installed on nodes with installDriver: true "
+        "(Ubuntu's nvidia-headless-<branch>-server and nvidia-utils-<branch>-server).",
+    )
+    toolkit_repository: Url = Field(
+        default="https://nvidia.github.io/libnvidia-container/stable/deb",
+        description="APT repository of the NVIDIA container toolkit, or a site mirror of it; "
+        "the node's arch is appended as the repository's path.",
+    )
+    toolkit_key_url: Url = Field(
+        default="https://nvidia.github.io/libnvidia-container/gpgkey",
+        description="Signing key of that repository (of the mirror, for a mirror).",
+    )
+    reboot_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = Field(
+        default=900, description="How long a node may take to come back after a driver reboot."
+    )
+
+
 class HubSettings(Strict):
     http_port: Port = 80
     https_port: Port = 443
@@ -456,6 +478,7 @@ class Site(Strict):
     os: OsSettings = OsSettings()
     k3s: K3sSettings = Field(default=K3sSettings(), alias="k3s")
     registry: RegistrySettings = RegistrySettings()
+    gpu: GpuSettings = GpuSettings()
     hub: HubSettings = HubSettings()
 
     @property

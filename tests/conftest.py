@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +15,13 @@ from stacks.render import Rendering, evaluate
 from stacks.stackfile import read_stack_file
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+STANDINS = Path(__file__).resolve().parent / "standins"
+# Tests that run a node script for real, as root, in a private mount namespace whose /etc,
+# /usr/local/bin and /var/lib are overlays (tests/standins/private-root.sh).
+needs_private_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="runs node scripts as root in a private mount namespace (needs root and unshare)",
+)
 FAKE_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key-for-tests\n"
     "-----END OPENSSH PRIVATE KEY-----\n"

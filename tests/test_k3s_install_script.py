@@ -14,15 +14,12 @@ from pathlib import Path
 import pytest
 
 from components.remote_script import script_stdin
+from tests.conftest import STANDINS, needs_private_root
 
-STANDINS = Path(__file__).with_name("standins")
 TOKEN = "token-that-must-not-be-printed"
 CONFIG = "node-name: n1\nnode-ip: 10.0.0.1\ntoken-file: /etc/rancher/k3s/cluster-token"
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("unshare") is None,
-    reason="runs the script as root in a private mount namespace (needs root and unshare)",
-)
+pytestmark = needs_private_root
 
 
 @dataclass

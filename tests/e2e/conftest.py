@@ -48,7 +48,8 @@ def sandbox_site(fleet: SandboxFleet, k3s_version: str = DEFAULT_K3S_VERSION) ->
                 "name": "worker1",
                 "host": node2.address,
                 "roles": ["agent"],
-                "gpu": {"vendor": "nvidia", "type": "A100"},
+                # Its driver "came preinstalled" (the sandbox's nvidia-smi stand-in answers).
+                "gpu": {"vendor": "nvidia", "type": "A100", "installDriver": False},
                 "labels": {"org": "public"},
             },
             {"name": "worker2", "host": node3.address, "roles": ["agent"]},

@@ -56,9 +56,11 @@ def keys(commands: list[tuple[str, str]]) -> list[tuple[str, str]]:
 def first_up(names=NODE_NAMES) -> list[tuple[str, str]]:
     """What a first `up` of the sandbox site runs: every step of every node."""
     steps = ("facts", "os-prep", "k3s-bundle", "k3s-images", "k3s-install", "k3s-membership")
+    gpu = [("create", f"worker1-gpu-{step}") for step in ("driver", "runtime")]
     return sorted(
         [("create", f"{n}-{step}") for n in names for step in steps]
         + [("create", "master-k3s-kubeconfig")]
+        + (gpu if "worker1" in names else [])
     )
 
 
@@ -157,6 +159,13 @@ def test_the_site_becomes_a_k3s_cluster(fleet, deployment, stack_file) -> None:
         "org": "public",
     }
     assert labels["worker2"] == {"kubernetes.io/hostname": "worker2", "cpu": "true"}
+    # The GPU node: its (stand-in) driver answered, the toolkit was there, and k3s runs every
+    # pod on the NVIDIA runtime.
+    worker1 = fleet.sh(by_name(fleet, "worker1"), "cat /etc/rancher/k3s/config.yaml")
+    assert "default-runtime: nvidia" in worker1.splitlines()
+    assert "default-runtime" not in fleet.sh(
+        by_name(fleet, "worker2"), "cat /etc/rancher/k3s/config.yaml"
+    )
     kubeconfig = deployment.state[f"{COMMAND}::master-k3s-kubeconfig"].outputs["stdout"]
     assert f"server: https://{addresses['master']}:6443" in kubeconfig
 
@@ -283,9 +292,12 @@ def test_destroy_leaves_every_node_clean(fleet, deployment, stack_file) -> None:
     deployment.commands.clear()
     deployment.destroy()
     assert keys(deployment.commands) == sorted(
-        ("delete", f"{n}-{step}")
-        for n in NODE_NAMES
-        for step in ("os-prep", "k3s-install", "k3s-membership")
+        [
+            ("delete", f"{n}-{step}")
+            for n in NODE_NAMES
+            for step in ("os-prep", "k3s-install", "k3s-membership")
+        ]
+        + [("delete", "worker1-gpu-runtime")]
     )
     order = [key.split("::")[1] for _, key in deployment.commands]
     for name in NODE_NAMES:  # drained and deleted from the cluster, then uninstalled

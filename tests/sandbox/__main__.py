@@ -32,7 +32,8 @@ def demo_site(fleet: SandboxFleet) -> dict:
             "roles": ["server"] if index == 0 else ["agent"],
         }
         if node.gpu_standin:
-            entry["gpu"] = {"vendor": "nvidia", "type": "A100"}
+            # Its driver "came preinstalled": the sandbox's nvidia-smi stand-in answers.
+            entry["gpu"] = {"vendor": "nvidia", "type": "A100", "installDriver": False}
         nodes.append(entry)
     return {
         "config": {

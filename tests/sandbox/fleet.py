@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -402,11 +403,37 @@ GPU_STANDIN_DEVICE = "0000:3b:00.0 0302: 10de:20b0 (rev a1)"
 
 
 def install_gpu_standin(root: Path) -> None:
-    """A STAND-IN for lspci that shows one NVIDIA A100 on the PCI bus: this machine has no GPU."""
-    standin = root / "usr/local/bin/lspci"
-    standin.write_text(
-        "#!/bin/sh\n"
-        "# STAND-IN for lspci (convecthub sandbox): reports one NVIDIA A100; no GPU exists here.\n"
-        f"echo '{GPU_STANDIN_DEVICE}'\n"
-    )
-    standin.chmod(0o755)
+    """STAND-INs for what a GPU node has and this machine cannot: `lspci` showing one NVIDIA
+    A100, the driver's `nvidia-smi` (as on a node whose driver came preinstalled), and the
+    NVIDIA container toolkit as an installed package whose runtime only says it is one."""
+    bin_dir = root / "usr/local/bin"
+    scripts = {
+        "lspci": f"echo '{GPU_STANDIN_DEVICE}'\n",
+        "nvidia-smi": (
+            'case "${1:-}" in\n'
+            '  -L) echo "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-00000000-stand-in)" ;;\n'
+            '  --query-gpu=driver_version) echo "550.127.05" ;;\n'
+            '  *) echo "nvidia-smi stand-in: unsupported: $*" >&2; exit 2 ;;\n'
+            "esac\n"
+        ),
+    }
+    for name, body in scripts.items():
+        standin = bin_dir / name
+        standin.write_text(
+            f"#!/bin/sh\n# STAND-IN for {name} (convecthub sandbox): no GPU exists here.\n{body}"
+        )
+        standin.chmod(0o755)
+    with tempfile.TemporaryDirectory() as directory:
+        package = Path(directory) / "nvidia-container-toolkit"
+        (package / "DEBIAN").mkdir(parents=True)
+        (package / "DEBIAN" / "control").write_text(
+            "Package: nvidia-container-toolkit\nVersion: 0.0.0-standin\nArchitecture: all\n"
+            "Maintainer: convecthub sandbox <sandbox@localhost>\n"
+            "Description: STAND-IN for the NVIDIA container toolkit (no GPU exists here)\n"
+        )
+        runtime = package / "usr" / "bin" / "nvidia-container-runtime"
+        runtime.parent.mkdir(parents=True)
+        runtime.write_text("#!/bin/sh\n# STAND-IN for nvidia-container-runtime\nexit 1\n")
+        runtime.chmod(0o755)
+        run("dpkg-deb", "--root-owner-group", "--build", str(package), f"{package}.deb")
+        run("dpkg", f"--root={root}", "--force-script-chrootless", "-i", f"{package}.deb")

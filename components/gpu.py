@@ -1,0 +1,104 @@
+"""GpuNode: the accelerator layer of a node whose config has `gpu`, between its OS prep and
+its k3s install.
+
+  driver   gpu-driver.sh: the device is on the PCI bus and its driver answers; for NVIDIA
+           with installDriver, nouveau blacklisted and the driver installed, and a reboot
+           scheduled when the module needs one. Drivers stay on removal (no delete).
+  runtime  NVIDIA only, gpu-runtime.sh apply: waits for the node to be back and booted,
+           checks nvidia-smi, installs the NVIDIA container toolkit from its repository (or
+           the site's mirror); `delete` removes the repository. Its SSH connection keeps
+           dialling for as long as a reboot may take (`convecthub:gpu.rebootTimeoutSeconds`).
+
+k3s on an NVIDIA node then starts with `default-runtime: nvidia` (see components/k3s.py), so a
+pod asking for `nvidia.com/gpu` runs on the NVIDIA runtime without naming a RuntimeClass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+
+from components.connection import connection_args
+from components.node import BareMetalNode
+from components.remote_script import ScriptStep, script_command
+from stacks.site_model import GpuSettings, Node, SshSettings
+
+DRIVER_SCRIPT = "gpu-driver.sh"
+RUNTIME_SCRIPT = "gpu-runtime.sh"
+# How long one SSH dial may take while the node reboots; the attempts cover the rest.
+REBOOT_DIAL_SECONDS = 15
+
+
+def driver_env(node: Node, settings: GpuSettings) -> dict[str, str]:
+    assert node.gpu is not None
+    env = {"CONVECTHUB_NODE_NAME": node.name, "CONVECTHUB_GPU_VENDOR": node.gpu.vendor}
+    if node.gpu.vendor == "nvidia":
+        env["CONVECTHUB_INSTALL_DRIVER"] = "true" if node.gpu.install_driver else "false"
+        if node.gpu.install_driver:
+            env["CONVECTHUB_DRIVER_VERSION"] = settings.driver_version
+    return env
+
+
+def runtime_env(node: Node, settings: GpuSettings) -> dict[str, str]:
+    return {
+        "CONVECTHUB_NODE_NAME": node.name,
+        "CONVECTHUB_TOOLKIT_REPO": settings.toolkit_repository.rstrip("/"),
+        "CONVECTHUB_TOOLKIT_KEY_URL": settings.toolkit_key_url,
+        "CONVECTHUB_BOOT_TIMEOUT": str(settings.reboot_timeout_seconds),
+    }
+
+
+def through_reboot(ssh: SshSettings, settings: GpuSettings) -> SshSettings:
+    """The node's SSH settings, dialling long enough for it to come back from a reboot."""
+    attempts = max(ssh.dial_attempts or 0, settings.reboot_timeout_seconds // REBOOT_DIAL_SECONDS)
+    return ssh.model_copy(
+        update={"dial_attempts": min(attempts, 100), "dial_timeout_seconds": REBOOT_DIAL_SECONDS}
+    )
+
+
+@dataclass(frozen=True)
+class GpuNodeArgs:
+    node: Node
+    host: BareMetalNode
+    ssh: SshSettings  # the node's effective SSH settings
+    settings: GpuSettings
+
+
+class GpuNode(pulumi.ComponentResource):
+    """The driver (and, for NVIDIA, the container runtime) of one accelerator node."""
+
+    ready: pulumi.Resource  # the last step: the node's k3s install waits for it
+
+    def __init__(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("convecthub:infra:GpuNode", name, None, opts)
+        node, host = args.node, args.host
+        assert node.gpu is not None
+        driver_step = ScriptStep(DRIVER_SCRIPT, env=driver_env(node, args.settings))
+        self.driver = script_command(
+            f"{name}-driver",
+            driver_step,
+            connection=host.connection,
+            login_user=host.user,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[host.os_prep_command]),
+            reversible=False,
+        )
+        self.ready = self.driver
+        steps = [driver_step.describe().apply(lambda d: {"step": "gpu-driver", **d})]
+        if node.gpu.vendor == "nvidia":
+            runtime_step = ScriptStep(RUNTIME_SCRIPT, env=runtime_env(node, args.settings))
+            self.runtime = script_command(
+                f"{name}-runtime",
+                runtime_step,
+                connection=connection_args(node.host, through_reboot(args.ssh, args.settings)),
+                login_user=host.user,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.driver]),
+            )
+            self.ready = self.runtime
+            steps.append(
+                runtime_step.describe().apply(
+                    lambda d: {"step": "gpu-runtime", "action": "apply", **d}
+                )
+            )
+        self._steps = steps
+        self.register_outputs({"vendor": node.gpu.vendor, "steps": steps})

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The accelerator driver of a GPU or NPU node: confirm the device is there and its driver
+# answers, installing the NVIDIA driver when asked to. Runs before the node's k3s.
+#
+#   NVIDIA  the card must be on the PCI bus. When nvidia-smi already answers, nothing changes.
+#           With CONVECTHUB_INSTALL_DRIVER=true (Ubuntu): nouveau is blacklisted and the
+#           driver packages installed; when the module cannot load without one, a reboot is
+#           scheduled a few seconds after this script ends (the runtime step waits for it).
+#   Ascend  the NPU must be on the PCI bus and npu-smi must answer (the driver is never
+#           installed by this program: Ascend drivers come from Huawei's installer).
+# Drivers stay installed when the node is removed, like os-prep's packages.
+#
+# Environment (root is required):
+#   CONVECTHUB_NODE_NAME        the node's name (messages)
+#   CONVECTHUB_GPU_VENDOR       nvidia | ascend
+#   CONVECTHUB_INSTALL_DRIVER   true | false (nvidia only; default true)
+#   CONVECTHUB_DRIVER_VERSION   NVIDIA driver branch, e.g. 550
+#   CONVECTHUB_OS_RELEASE       default /etc/os-release
+set -euo pipefail
+
+if ! declare -F write_file >/dev/null; then
+  # shellcheck source=components/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+fi
+
+readonly NOUVEAU_BLACKLIST=/etc/modprobe.d/convecthub-blacklist-nouveau.conf
+
+# on_pci_bus VENDOR_ID: whether a device of that PCI vendor (e.g. 10de) is present.
+on_pci_bus() {
+  local vendor=$1 device
+  if command -v lspci >/dev/null 2>&1; then
+    lspci -Dn | awk '{print $3}' | grep -qi "^${vendor}:" && return 0
+    return 1
+  fi
+  for device in /sys/bus/pci/devices/*; do
+    [ "$(cat "${device}/vendor" 2>/dev/null)" != "0x${vendor}" ] || return 0
+  done
+  return 1
+}
+
+nvidia_smi_answers() {
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
+}
+
+os_id() {
+  (
+    # shellcheck disable=SC1090,SC1091 # the os-release file of the machine
+    . "${CONVECTHUB_OS_RELEASE:-/etc/os-release}" 2>/dev/null || true
+    printf '%s' "${ID:-}"
+  )
+}
+
+install_nvidia_driver() {
+  local branch=${CONVECTHUB_DRIVER_VERSION:-550}
+  [ "$(os_id)" = ubuntu ] ||
+    fail "installing the NVIDIA driver is supported on Ubuntu only: install it on this node by hand, then set installDriver: false for it in convecthub:nodes"
+  if write_file "$NOUVEAU_BLACKLIST" 0644 "$(printf 'blacklist nouveau\noptions nouveau modeset=0')"; then
+    update-initramfs -u >/dev/null 2>&1 || fail "update-initramfs failed after blacklisting nouveau: run it on the node to see why"
+  fi
+  local packages=("nvidia-headless-${branch}-server" "nvidia-utils-${branch}-server")
+  say "installing ${packages[*]}"
+  DEBIAN_FRONTEND=noninteractive timeout --kill-after=10 1800 \
+    apt-get -q -o DPkg::Lock::Timeout=300 -y install --no-install-recommends "${packages[@]}" >/dev/null ||
+    fail "could not install ${packages[*]}: check the node's apt sources (convecthub:os aptMirror), or set convecthub:gpu driverVersion to a branch its Ubuntu release has"
+}
+
+needs_reboot() {
+  lsmod | awk '{print $1}' | grep -qx nouveau && return 0
+  modprobe nvidia >/dev/null 2>&1 || return 0
+  ! nvidia_smi_answers
+}
+
+nvidia() {
+  on_pci_bus 10de ||
+    fail "declares an NVIDIA GPU but has none on its PCI bus: check the card is seated and powered, or remove gpu from it in convecthub:nodes"
+  if nvidia_smi_answers; then
+    say "the NVIDIA driver answers: $(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -n 1)"
+    return 0
+  fi
+  [ "${CONVECTHUB_INSTALL_DRIVER:-true}" = true ] ||
+    fail "has installDriver: false, but nvidia-smi does not answer: install the NVIDIA driver on it, or set installDriver: true for it in convecthub:nodes"
+  install_nvidia_driver
+  if needs_reboot; then
+    say "rebooting in 5 s to load the NVIDIA driver"
+    systemd-run --quiet --on-active=5 /bin/systemctl reboot ||
+      fail "could not schedule the reboot the NVIDIA driver needs: reboot the node by hand, then run pulumi up again"
+  fi
+}
+
+ascend() {
+  on_pci_bus 19e5 ||
+    fail "declares an Ascend NPU but has no Huawei device on its PCI bus: check the card, or remove gpu from it in convecthub:nodes"
+  { command -v npu-smi >/dev/null 2>&1 && npu-smi info >/dev/null 2>&1; } ||
+    fail "declares an Ascend NPU, but npu-smi does not answer: install the Ascend driver and firmware (Huawei's installer), then run pulumi up again"
+  say "the Ascend driver answers"
+}
+
+main() {
+  exec </dev/null
+  [ "$(id -u)" = 0 ] || fail "gpu-driver.sh must run as root"
+  case "${CONVECTHUB_GPU_VENDOR:-}" in
+    nvidia) nvidia ;;
+    ascend) ascend ;;
+    *) fail "CONVECTHUB_GPU_VENDOR is '${CONVECTHUB_GPU_VENDOR:-}': it must be nvidia or ascend" ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,125 @@
+"""The GPU layer in the graph, for a mixed site modelled on DLWS: an arm64 server with an
+Ascend NPU, amd64 agents with NVIDIA GPUs (one with its driver preinstalled), a CPU agent."""
+
+from __future__ import annotations
+
+import yaml
+
+from components.gpu import REBOOT_DIAL_SECONDS, through_reboot
+from stacks.config import load_site
+from stacks.render import format_text
+from tests.conftest import name_of, resources_by_name
+
+
+def mixed_site() -> dict:
+    return {
+        "nodes": [
+            {
+                "name": "npu-server",
+                "host": "10.0.0.1",
+                "roles": ["server"],
+                "arch": "arm64",
+                "gpu": {"vendor": "ascend", "type": "910B"},
+            },
+            {
+                "name": "gpu1",
+                "host": "10.0.0.2",
+                "roles": ["agent"],
+                "gpu": {"vendor": "nvidia", "type": "A100"},
+            },
+            {
+                "name": "gpu2",
+                "host": "10.0.0.3",
+                "roles": ["agent"],
+                "gpu": {"vendor": "nvidia", "type": "V100", "installDriver": False},
+            },
+            {"name": "cpu1", "host": "10.0.0.4", "roles": ["agent"]},
+        ],
+        "gpu": {"driverVersion": "535", "toolkitRepository": "http://mirror.site/nvidia/"},
+    }
+
+
+def depends(resource: dict) -> set[str]:
+    return {name_of(urn) for urn in resource["dependencies"]}
+
+
+def test_the_gpu_layer_is_exactly_on_accelerator_nodes(render) -> None:
+    resources = resources_by_name(render(mixed_site()))
+    components = {r["name"] for r in resources.values() if r["type"] == "convecthub:infra:GpuNode"}
+    assert components == {"npu-server-gpu", "gpu1-gpu", "gpu2-gpu"}
+    gpu_steps = {name for name in resources if "-gpu-" in name}
+    assert gpu_steps == {
+        "npu-server-gpu-driver",  # Ascend: the driver check only
+        "gpu1-gpu-driver",
+        "gpu1-gpu-runtime",
+        "gpu2-gpu-driver",
+        "gpu2-gpu-runtime",
+    }
+    assert resources["gpu1-gpu"]["parent"] == resources["gpu1"]["urn"]
+
+
+def test_gpu_steps_run_after_os_prep_and_before_k3s(render) -> None:
+    resources = resources_by_name(render(mixed_site()))
+    assert "gpu1-os-prep" in depends(resources["gpu1-gpu-driver"])
+    assert "gpu1-gpu-driver" in depends(resources["gpu1-gpu-runtime"])
+    assert "gpu1-gpu-runtime" in depends(resources["gpu1-k3s-install"])
+    assert "npu-server-gpu-driver" in depends(resources["npu-server-k3s-install"])
+    assert not any("-gpu-" in name for name in depends(resources["cpu1-k3s-install"]))
+    driver = resources["gpu1-gpu-driver"]["inputs"]
+    assert driver["create"] == "/bin/bash -s  # gpu-driver.sh"
+    assert "delete" not in driver  # drivers stay
+    assert (
+        resources["gpu1-gpu-runtime"]["inputs"]["delete"] == "/bin/bash -s remove  # gpu-runtime.sh"
+    )
+
+
+def step_env(rendering, component: str, step: int) -> dict[str, str]:
+    resources = resources_by_name(rendering)
+    return rendering.outputs[resources[component]["urn"]]["steps"][step]["env"]
+
+
+def test_what_each_gpu_step_is_told(render) -> None:
+    rendering = render(mixed_site())
+    assert step_env(rendering, "gpu1-gpu", 0) == {
+        "CONVECTHUB_NODE_NAME": "gpu1",
+        "CONVECTHUB_GPU_VENDOR": "nvidia",
+        "CONVECTHUB_INSTALL_DRIVER": "true",
+        "CONVECTHUB_DRIVER_VERSION": "535",
+    }
+    assert step_env(rendering, "gpu2-gpu", 0)["CONVECTHUB_INSTALL_DRIVER"] == "false"
+    assert "CONVECTHUB_DRIVER_VERSION" not in step_env(rendering, "gpu2-gpu", 0)
+    assert step_env(rendering, "npu-server-gpu", 0) == {
+        "CONVECTHUB_NODE_NAME": "npu-server",
+        "CONVECTHUB_GPU_VENDOR": "ascend",
+    }
+    assert step_env(rendering, "gpu1-gpu", 1) == {
+        "CONVECTHUB_NODE_NAME": "gpu1",
+        "CONVECTHUB_TOOLKIT_REPO": "http://mirror.site/nvidia",
+        "CONVECTHUB_TOOLKIT_KEY_URL": "https://nvidia.github.io/libnvidia-container/gpgkey",
+        "CONVECTHUB_BOOT_TIMEOUT": "900",
+    }
+
+
+def test_nvidia_nodes_run_pods_on_the_nvidia_runtime_by_default(render) -> None:
+    rendering = render(mixed_site())
+    configs = {
+        name: yaml.safe_load(step_env(rendering, f"{name}-k3s", 0)["CONVECTHUB_K3S_CONFIG"])
+        for name in ("npu-server", "gpu1", "gpu2", "cpu1")
+    }
+    assert configs["gpu1"]["default-runtime"] == configs["gpu2"]["default-runtime"] == "nvidia"
+    assert "default-runtime" not in configs["cpu1"]
+    assert "default-runtime" not in configs["npu-server"]
+
+
+def test_the_render_shows_the_gpu_layer_between_os_prep_and_k3s(render) -> None:
+    text = format_text(render(mixed_site()))
+    block = text.split("\ngpu1  ")[1].split("\ngpu2  ")[0]
+    steps = [line.split()[1] for line in block.splitlines() if line[:4].strip().endswith(".")]
+    assert steps == ["facts", "os-prep", "gpu-driver", "gpu-runtime", "k3s", "membership"]
+
+
+def test_the_runtime_step_keeps_dialling_through_a_reboot() -> None:
+    site = load_site(mixed_site()).site
+    ssh = through_reboot(site.ssh_for(site.nodes[1]), site.gpu)
+    assert ssh.dial_timeout_seconds == REBOOT_DIAL_SECONDS
+    assert ssh.dial_attempts * REBOOT_DIAL_SECONDS >= site.gpu.reboot_timeout_seconds

@@ -1,0 +1,206 @@
+"""gpu-driver.sh and gpu-runtime.sh for real, against stand-ins for what cannot exist here
+(tests/standins/gpu/: nvidia-smi, npu-smi, modprobe, lsmod, apt-get, update-initramfs,
+systemd-run; tests/standins/: lspci, systemctl), each named as a stand-in. Every decision the
+scripts make: no device, driver present, driver to install, reboot needed, driver required
+but absent, NPU driver missing; the container toolkit from a repository, once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from components.remote_script import script_stdin
+from tests.conftest import STANDINS, needs_private_root
+
+NVIDIA_CARD = "0000:3b:00.0 0302: 10de:20b0"
+ASCEND_CARD = "0000:81:00.0 1200: 19e5:d801"
+
+pytestmark = needs_private_root
+
+
+class Node:
+    """A stand-in machine: a private root (overlays) and the stand-ins' state."""
+
+    def __init__(self, work: Path, os_id: str = "ubuntu", pci: str = NVIDIA_CARD):
+        self.work = work
+        self.state = work / "state"
+        self.state.mkdir(parents=True)
+        etc = work / "upper" / "_etc"
+        etc.mkdir(parents=True)
+        (etc / "convecthub-standin.env").write_text(
+            f"STANDIN_STATE={self.state}\nSTANDIN_LOG={self.state}/systemctl.log\n"
+        )
+        self.os_release = work / "os-release"
+        self.os_release.write_text(f"ID={os_id}\nVERSION_ID=22.04\n")
+        self.pci = pci
+
+    def has(self, *flags: str) -> Node:
+        for flag in flags:
+            (self.state / flag).touch()
+        return self
+
+    @property
+    def calls(self) -> str:
+        path = self.state / "calls"
+        return path.read_text() if path.exists() else ""
+
+    def run(self, script: str, action: str | None, **env: str) -> subprocess.CompletedProcess:
+        env = {"CONVECTHUB_NODE_NAME": "gpu1", "CONVECTHUB_OS_RELEASE": str(self.os_release), **env}
+        path = f"{STANDINS / 'gpu'}:{STANDINS}:{os.environ['PATH']}"
+        command = [str(STANDINS / "private-root.sh"), str(self.work), "/bin/bash", "-s"]
+        return subprocess.run(
+            command + ([action] if action else []),
+            input=script_stdin(script, env),
+            capture_output=True,
+            text=True,
+            env={"PATH": path, "LANG": "C.UTF-8", "STANDIN_LSPCI_DEVICES": self.pci},
+            timeout=120,
+            check=False,
+        )
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def driver(node: Node, vendor: str = "nvidia", install: str = "true"):
+    return node.run(
+        "gpu-driver.sh",
+        None,
+        CONVECTHUB_GPU_VENDOR=vendor,
+        CONVECTHUB_INSTALL_DRIVER=install,
+        CONVECTHUB_DRIVER_VERSION="550",
+    )
+
+
+def test_a_declared_gpu_that_is_not_on_the_bus_fails_in_one_line(tmp_path) -> None:
+    result = driver(Node(tmp_path, pci=""))
+    assert result.returncode == 1
+    assert last_line(result) == (
+        "convecthub: node gpu1: declares an NVIDIA GPU but has none on its PCI bus: check the "
+        "card is seated and powered, or remove gpu from it in convecthub:nodes"
+    )
+
+
+def test_a_driver_that_answers_is_left_alone(tmp_path) -> None:
+    node = Node(tmp_path).has("nvidia.loaded")
+    result = driver(node)
+    assert result.returncode == 0, result.stderr
+    assert "the NVIDIA driver answers: 550.127.05" in result.stderr
+    assert node.calls == ""
+
+
+def test_install_driver_false_needs_a_driver_that_answers(tmp_path) -> None:
+    node = Node(tmp_path)
+    result = driver(node, install="false")
+    assert result.returncode == 1
+    assert last_line(result) == (
+        "convecthub: node gpu1: has installDriver: false, but nvidia-smi does not answer: "
+        "install the NVIDIA driver on it, or set installDriver: true for it in convecthub:nodes"
+    )
+    assert node.calls == ""
+
+
+def test_the_driver_is_installed_and_loads_without_a_reboot(tmp_path) -> None:
+    node = Node(tmp_path)
+    result = driver(node)
+    assert result.returncode == 0, result.stderr
+    calls = node.calls.splitlines()
+    assert "update-initramfs -u" in calls
+    assert any(
+        c.startswith("apt-get") and c.endswith("nvidia-headless-550-server nvidia-utils-550-server")
+        for c in calls
+    )
+    assert "modprobe nvidia" in calls
+    assert not any(c.startswith("systemd-run") for c in calls)
+    blacklist = tmp_path / "upper" / "_etc" / "modprobe.d" / "convecthub-blacklist-nouveau.conf"
+    assert blacklist.read_text() == "blacklist nouveau\noptions nouveau modeset=0\n"
+
+
+@pytest.mark.parametrize("why", ["reboot.needed", "nouveau.loaded"])
+def test_a_driver_that_needs_a_reboot_schedules_one(tmp_path, why) -> None:
+    node = Node(tmp_path).has(why)
+    result = driver(node)
+    assert result.returncode == 0, result.stderr
+    assert "rebooting in 5 s to load the NVIDIA driver" in result.stderr
+    assert "systemd-run --quiet --on-active=5 /bin/systemctl reboot" in node.calls
+
+
+def test_driver_install_on_another_os_fails_in_one_line(tmp_path) -> None:
+    node = Node(tmp_path, os_id="debian")
+    result = driver(node)
+    assert result.returncode == 1
+    assert last_line(result) == (
+        "convecthub: node gpu1: installing the NVIDIA driver is supported on Ubuntu only: "
+        "install it on this node by hand, then set installDriver: false for it in "
+        "convecthub:nodes"
+    )
+
+
+def test_an_ascend_npu_needs_its_preinstalled_driver(tmp_path) -> None:
+    missing = driver(Node(tmp_path / "a", pci=ASCEND_CARD), vendor="ascend")
+    assert missing.returncode == 1
+    assert last_line(missing) == (
+        "convecthub: node gpu1: declares an Ascend NPU, but npu-smi does not answer: install "
+        "the Ascend driver and firmware (Huawei's installer), then run pulumi up again"
+    )
+    present = driver(Node(tmp_path / "b", pci=ASCEND_CARD).has("npu.driver"), vendor="ascend")
+    assert present.returncode == 0, present.stderr
+    absent = driver(Node(tmp_path / "c", pci=NVIDIA_CARD), vendor="ascend")
+    assert absent.returncode == 1
+    assert "has no Huawei device on its PCI bus" in last_line(absent)
+
+
+def runtime(node: Node, action: str, key: Path):
+    return node.run(
+        "gpu-runtime.sh",
+        action,
+        CONVECTHUB_TOOLKIT_REPO="http://mirror.example/nvidia",
+        CONVECTHUB_TOOLKIT_KEY_URL=f"file://{key}",
+        CONVECTHUB_BOOT_TIMEOUT="10",
+    )
+
+
+@pytest.fixture
+def key(tmp_path) -> Path:
+    """An ASCII-armoured block, as the repository's key URL serves one."""
+    armoured = tmp_path / "gpgkey"
+    data = tmp_path / "key.bin"
+    data.write_bytes(b"stand-in key material")
+    subprocess.run(
+        ["gpg", "--batch", "--yes", "--enarmor", "-o", str(armoured), str(data)], check=True
+    )
+    return armoured
+
+
+def test_the_toolkit_comes_from_the_repository_once(tmp_path, key) -> None:
+    node = Node(tmp_path / "node").has("nvidia.loaded")
+    result = runtime(node, "apply", key)
+    assert result.returncode == 0, result.stderr
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout
+    source = tmp_path / "node" / "upper" / "_etc" / "apt" / "sources.list.d"
+    expected = (
+        "deb [signed-by=/usr/share/keyrings/convecthub-nvidia-container-toolkit.gpg] "
+        f"http://mirror.example/nvidia/{arch.strip()} /\n"
+    )
+    assert (source / "convecthub-nvidia-container-toolkit.list").read_text() == expected
+    assert "apt-get -q -o DPkg::Lock::Timeout=300 -y install nvidia-container-toolkit" in node.calls
+    calls = node.calls
+    again = runtime(node, "apply", key)
+    assert again.returncode == 0, again.stderr
+    assert node.calls == calls  # installed: no repository, no apt
+    removed = runtime(node, "remove", key)
+    assert removed.returncode == 0, removed.stderr
+    assert not (source / "convecthub-nvidia-container-toolkit.list").exists()
+
+
+def test_the_runtime_step_needs_the_driver_to_answer(tmp_path, key) -> None:
+    result = runtime(Node(tmp_path), "apply", key)
+    assert result.returncode == 1
+    assert last_line(result) == (
+        "convecthub: node gpu1: nvidia-smi does not answer after the driver step (and its "
+        "reboot): see dmesg | grep -i nvidia on it"
+    )
