@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as kubernetes
 import pulumi_random as random
+from pulumi_kubernetes.helm import v3 as helm
 
+from components.device_plugin import nvidia_device_plugin
 from components.fleet_hosts import fleet_hosts
 from components.gpu import GpuNode, GpuNodeArgs
 from components.k3s import K3sAgent, K3sNodeArgs, K3sRole, K3sServer, api_server_url
@@ -35,6 +37,7 @@ class Cluster:
     api_server: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]  # secret
     kubernetes: kubernetes.Provider
+    device_plugin: helm.Release | None  # when the site has NVIDIA GPUs
 
     def summary(self) -> pulumi.Output[dict]:
         """Per node: role, address, arch and what the preflight found."""
@@ -155,6 +158,13 @@ def build_cluster(site: Site) -> Cluster:
         kubeconfig=kubeconfig,
         opts=pulumi.ResourceOptions(depends_on=[*server_installs]),
     )
+    nvidia_nodes = [n.name for n in site.nodes if n.gpu is not None and n.gpu.vendor == "nvidia"]
+    device_plugin = None
+    if nvidia_nodes:
+        members = {**servers, **agents}
+        device_plugin = nvidia_device_plugin(
+            site.gpu.device_plugin, provider, [members[name].membership for name in nvidia_nodes]
+        )
     return Cluster(
         site=site,
         nodes=nodes,
@@ -164,4 +174,5 @@ def build_cluster(site: Site) -> Cluster:
         api_server=api_server,
         kubeconfig=kubeconfig,
         kubernetes=provider,
+        device_plugin=device_plugin,
     )

@@ -443,6 +443,33 @@ class RegistrySettings(Strict):
     )
 
 
+def _check_chart_file(value: str) -> str:
+    path = Path(os.path.expanduser(value))
+    if not (path.is_file() and path.name.endswith((".tgz", ".tar.gz"))):
+        raise _fail(
+            "chart_file",
+            f"{str(path)!r} is not a chart archive on this machine: point it at the .tgz that "
+            "`helm pull` saves",
+        )
+    return str(path.resolve())
+
+
+ChartFile = Annotated[str, AfterValidator(_check_chart_file)]
+
+
+class DevicePluginSettings(Strict):
+    """The NVIDIA device plugin (with GPU feature discovery) released on the cluster."""
+
+    chart_version: str = Field(default="0.17.0", description="Version of the Helm chart.")
+    repository: Url = Field(
+        default="https://nvidia.github.io/k8s-device-plugin",
+        description="Helm repository of the chart (or the site's mirror).",
+    )
+    chart_file: ChartFile | None = Field(
+        default=None, description="Airgapped: the chart's .tgz on the provisioner, instead."
+    )
+
+
 class GpuSettings(Strict):
     """How GPU nodes get their driver and container runtime (`convecthub:gpu`)."""
 
@@ -463,6 +490,7 @@ class GpuSettings(Strict):
     reboot_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = Field(
         default=900, description="How long a node may take to come back after a driver reboot."
     )
+    device_plugin: DevicePluginSettings = DevicePluginSettings()
 
 
 class HubSettings(Strict):

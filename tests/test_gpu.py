@@ -123,3 +123,34 @@ def test_the_runtime_step_keeps_dialling_through_a_reboot() -> None:
     ssh = through_reboot(site.ssh_for(site.nodes[1]), site.gpu)
     assert ssh.dial_timeout_seconds == REBOOT_DIAL_SECONDS
     assert ssh.dial_attempts * REBOOT_DIAL_SECONDS >= site.gpu.reboot_timeout_seconds
+
+
+def test_the_device_plugin_is_released_for_nvidia_nodes_through_the_cluster(render) -> None:
+    resources = resources_by_name(render(mixed_site()))
+    release = resources["nvidia-device-plugin"]
+    assert release["type"] == "kubernetes:helm.sh/v3:Release"
+    inputs = release["inputs"]
+    assert inputs["chart"] == "nvidia-device-plugin"
+    assert inputs["version"] == "0.17.0"
+    assert inputs["repositoryOpts"] == {"repo": "https://nvidia.github.io/k8s-device-plugin"}
+    assert inputs["namespace"] == "nvidia-device-plugin"
+    assert inputs["createNamespace"] is True and inputs["atomic"] is True
+    assert inputs["values"] == {"nodeSelector": {"gpu": "true"}, "gfd": {"enabled": True}}
+    assert depends(release) >= {"gpu1-k3s-membership", "gpu2-k3s-membership"}
+    assert "npu-server-k3s-membership" not in depends(release)
+
+
+def test_an_airgapped_site_releases_the_chart_from_its_file(render, tmp_path) -> None:
+    chart = tmp_path / "nvidia-device-plugin-0.17.0.tgz"
+    chart.write_bytes(b"stand-in chart archive")
+    values = mixed_site()
+    values["gpu"]["devicePlugin"] = {"chartFile": str(chart)}
+    inputs = resources_by_name(render(values))["nvidia-device-plugin"]["inputs"]
+    assert inputs["chart"] == str(chart)
+    assert "repositoryOpts" not in inputs
+
+
+def test_no_device_plugin_without_nvidia_gpus(render) -> None:
+    values = mixed_site()
+    values["nodes"] = [values["nodes"][0], values["nodes"][3]]
+    assert "nvidia-device-plugin" not in resources_by_name(render(values))

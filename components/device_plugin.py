@@ -1,0 +1,53 @@
+"""The NVIDIA device plugin, with GPU feature discovery, as a Helm release on the cluster:
+it makes `nvidia.com/gpu` a resource pods can ask for. It runs only on nodes labelled
+`gpu=true` (the membership step's labels); the chart comes from its repository, or from a
+local .tgz on an airgapped site."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+from pulumi_kubernetes.helm import v3 as helm
+
+from stacks.site_model import DevicePluginSettings
+
+RELEASE_NAME = "nvidia-device-plugin"
+NAMESPACE = "nvidia-device-plugin"
+CHART = "nvidia-device-plugin"
+TIMEOUT_SECONDS = 600
+
+
+def device_plugin_values() -> dict[str, object]:
+    """The chart values: GPU nodes only, and GPU feature discovery with it."""
+    return {"nodeSelector": {"gpu": "true"}, "gfd": {"enabled": True}}
+
+
+def nvidia_device_plugin(
+    settings: DevicePluginSettings,
+    provider: kubernetes.Provider,
+    depends_on: Sequence[pulumi.Resource],
+) -> helm.Release:
+    if settings.chart_file:
+        source = {"chart": settings.chart_file}
+    else:
+        source = {
+            "chart": CHART,
+            "version": settings.chart_version,
+            "repository_opts": helm.RepositoryOptsArgs(repo=settings.repository),
+        }
+    return helm.Release(
+        RELEASE_NAME,
+        helm.ReleaseArgs(
+            name=RELEASE_NAME,
+            namespace=NAMESPACE,
+            create_namespace=True,
+            atomic=True,
+            cleanup_on_fail=True,
+            timeout=TIMEOUT_SECONDS,
+            values=device_plugin_values(),
+            **source,
+        ),
+        opts=pulumi.ResourceOptions(provider=provider, depends_on=list(depends_on)),
+    )
