@@ -198,10 +198,13 @@ class _K3sNode(pulumi.ComponentResource):
         self._name = name
         self._args = args
         host = args.host
-        copies = self._copy_bundle(args) if args.registry.bundle_dir else []
-        install_step = ScriptStep(
-            INSTALL_SCRIPT, env=self._install_env(args), secret_env=self._install_secrets(args)
-        )
+        bundle_root = None
+        copies: list[pulumi.Resource] = []
+        if args.registry.bundle_dir:
+            bundle_root = host.facts.apply(lambda facts: f"{facts['home']}/{REMOTE_DIR}")
+            copies = self._copy_bundle(args, bundle_root)
+        env, secret_env = self._install_env(args, bundle_root)
+        install_step = ScriptStep(INSTALL_SCRIPT, env=env, secret_env=secret_env)
         self.install = script_command(
             f"{name}-install",
             install_step,
@@ -230,7 +233,11 @@ class _K3sNode(pulumi.ComponentResource):
             ),
         ]
 
-    def _install_env(self, args: K3sNodeArgs) -> dict[str, pulumi.Input[str]]:
+    @staticmethod
+    def _install_env(
+        args: K3sNodeArgs, bundle_root: pulumi.Output[str] | None
+    ) -> tuple[dict[str, pulumi.Input[str]], dict[str, pulumi.Input[str]]]:
+        """k3s-install.sh's environment, and the part of it that is secret."""
         role = args.role
         config = pulumi.Output.all(args.host.address, args.join_url).apply(
             lambda resolved: to_yaml(
@@ -246,39 +253,36 @@ class _K3sNode(pulumi.ComponentResource):
             "CONVECTHUB_K3S_CONFIG": config,
             "CONVECTHUB_READY_TIMEOUT": str(args.settings.ready_timeout_seconds),
         }
-        if args.registry.bundle_dir:
-            root = self._bundle_root
-            env["CONVECTHUB_BUNDLE_ROOT"] = root
-            env["CONVECTHUB_BUNDLE_DIR"] = root.apply(lambda r: f"{r}/{args.node.arch}")
+        secret_env: dict[str, pulumi.Input[str]] = {"CONVECTHUB_K3S_TOKEN": args.token}
+        arch = args.node.arch
+        if bundle_root is not None:
+            env["CONVECTHUB_BUNDLE_ROOT"] = bundle_root
+            env["CONVECTHUB_BUNDLE_DIR"] = bundle_root.apply(lambda root: f"{root}/{arch}")
             if args.holds_images:
-                env["CONVECTHUB_IMAGES_DIR"] = root.apply(lambda r: f"{r}/images/{args.node.arch}")
+                env["CONVECTHUB_IMAGES_DIR"] = bundle_root.apply(
+                    lambda root: f"{root}/images/{arch}"
+                )
         else:
             env["CONVECTHUB_INSTALL_SCRIPT_URL"] = args.settings.install_script_url
         registries = registries_config(args.registry, embedded_mirror=role.embedded_registry)
-        if registries and not args.registry.credentials:
-            env["CONVECTHUB_REGISTRIES"] = to_yaml(registries)
+        if registries:
+            # Registry passwords make the whole file a secret.
+            target = secret_env if args.registry.credentials else env
+            target["CONVECTHUB_REGISTRIES"] = to_yaml(registries)
         env.update(proxy_env(args.os, _cluster_networks(args.settings)))
-        return env
+        return env, secret_env
 
-    def _install_secrets(self, args: K3sNodeArgs) -> dict[str, pulumi.Input[str]]:
-        secrets: dict[str, pulumi.Input[str]] = {"CONVECTHUB_K3S_TOKEN": args.token}
-        if args.registry.credentials:
-            registries = registries_config(
-                args.registry, embedded_mirror=args.role.embedded_registry
-            )
-            secrets["CONVECTHUB_REGISTRIES"] = to_yaml(registries)
-        return secrets
-
-    def _copy_bundle(self, args: K3sNodeArgs) -> list[pulumi.Resource]:
-        """The airgap bundle's files for this node's arch, into the login user's home."""
+    def _copy_bundle(
+        self, args: K3sNodeArgs, bundle_root: pulumi.Output[str]
+    ) -> list[pulumi.Resource]:
+        """The airgap bundle's files for this node's arch, to `bundle_root` on the node."""
         bundle = AirgapBundle(Path(str(args.registry.bundle_dir)))
         host = args.host
-        self._bundle_root = host.facts.apply(lambda facts: f"{facts['home']}/{REMOTE_DIR}")
         binaries = remote.CopyToRemote(
             f"{self._name}-bundle",
             connection=host.connection,
             source=pulumi.FileArchive(str(bundle.binaries(args.node.arch))),
-            remote_path=self._bundle_root,
+            remote_path=bundle_root,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[host.facts_command]),
         )
         copies: list[pulumi.Resource] = [binaries]
@@ -288,7 +292,7 @@ class _K3sNode(pulumi.ComponentResource):
                     f"{self._name}-images",
                     connection=host.connection,
                     source=pulumi.FileArchive(str(bundle.images(args.node.arch))),
-                    remote_path=self._bundle_root.apply(lambda root: f"{root}/images"),
+                    remote_path=bundle_root.apply(lambda root: f"{root}/images"),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[binaries]),
                 )
             )
