@@ -20,7 +20,7 @@ import pulumi
 from pydantic import BaseModel, ValidationError
 
 from components.airgap import AirgapBundle
-from stacks.site_model import Site
+from stacks.site_model import GpuSettings, Site
 
 NAMESPACE = "convecthub"
 SECRET_PLACEHOLDER = "[secret]"
@@ -77,6 +77,7 @@ def load_site(values: Mapping[str, object], secret_keys: Iterable[str] = ()) -> 
         raise _first_error(error) from None
     _check_fleet(site)
     _check_registry(site)
+    _check_airgapped_gpu(site)
     _check_hub(site)
     return LoadedSite(site, tuple(_plain_secret_warnings(values, set(secret_keys))))
 
@@ -276,6 +277,33 @@ def _check_registry(site: Site) -> None:
                 f"{registry.bundle_dir} lacks {', '.join(missing)}: put the k3s "
                 f"{site.k3s.version} release files there (see the README, 'Airgapped sites')",
             )
+
+
+def _check_airgapped_gpu(site: Site) -> None:
+    """An airgapped site's NVIDIA nodes must not reach for NVIDIA's servers."""
+    if site.registry.bundle_dir is None:
+        return
+    if not any(node.gpu is not None and node.gpu.vendor == "nvidia" for node in site.nodes):
+        return
+    defaults = GpuSettings()
+    for key, value, default in (
+        ("toolkitRepository", site.gpu.toolkit_repository, defaults.toolkit_repository),
+        ("toolkitKeyUrl", site.gpu.toolkit_key_url, defaults.toolkit_key_url),
+    ):
+        if value == default:
+            raise ConfigError(
+                key_path(["gpu", key]),
+                f"the site is airgapped (registry.bundleDir) but its NVIDIA nodes would fetch "
+                f"the container toolkit from {default}: set toolkitRepository and toolkitKeyUrl "
+                "to the site's mirror of it",
+            )
+    if site.gpu.device_plugin.chart_file is None:
+        raise ConfigError(
+            key_path(["gpu", "devicePlugin", "chartFile"]),
+            "the site is airgapped (registry.bundleDir) but the NVIDIA device plugin chart "
+            f"would come from {site.gpu.device_plugin.repository}: `helm pull` it where there "
+            "is internet and set chartFile to the .tgz",
+        )
 
 
 def _check_fleet(site: Site) -> None:

@@ -154,3 +154,65 @@ def test_no_device_plugin_without_nvidia_gpus(render) -> None:
     values = mixed_site()
     values["nodes"] = [values["nodes"][0], values["nodes"][3]]
     assert "nvidia-device-plugin" not in resources_by_name(render(values))
+
+
+def airgapped_gpu_site(tmp_path) -> dict:
+    from tests.test_k3s import make_bundle
+
+    values = mixed_site()
+    values["nodes"][0]["arch"] = "amd64"
+    values["registry"] = {"bundleDir": str(make_bundle(tmp_path / "bundle"))}
+    return values
+
+
+def test_an_airgapped_site_must_name_its_mirrors_for_gpu_nodes(tmp_path) -> None:
+    import pytest
+
+    from stacks.config import ConfigError
+
+    values = airgapped_gpu_site(tmp_path)
+    values["gpu"] = {}
+    with pytest.raises(ConfigError) as raised:
+        load_site(values)
+    assert str(raised.value) == (
+        "convecthub:gpu.toolkitRepository: the site is airgapped (registry.bundleDir) but its "
+        "NVIDIA nodes would fetch the container toolkit from "
+        "https://nvidia.github.io/libnvidia-container/stable/deb: set toolkitRepository and "
+        "toolkitKeyUrl to the site's mirror of it"
+    )
+    values["gpu"] = {
+        "toolkitRepository": "http://mirror.site/nvidia",
+        "toolkitKeyUrl": "http://mirror.site/nvidia/gpgkey",
+    }
+    with pytest.raises(ConfigError) as raised:
+        load_site(values)
+    assert str(raised.value).startswith("convecthub:gpu.devicePlugin.chartFile: the site is ")
+
+
+def test_an_airgapped_gpu_site_reaches_for_nothing_outside(render, tmp_path) -> None:
+    """No step of an airgapped site is told a place outside it: every URL in any step's
+    environment or any resource's inputs is the site's own mirror or address (the scripts'
+    own text aside: it is code, not where to fetch from)."""
+    import re
+
+    chart = tmp_path / "nvidia-device-plugin-0.17.0.tgz"
+    chart.write_bytes(b"stand-in chart archive")
+    values = airgapped_gpu_site(tmp_path)
+    values["gpu"] = {
+        "toolkitRepository": "http://mirror.site/nvidia",
+        "toolkitKeyUrl": "http://mirror.site/nvidia/gpgkey",
+        "devicePlugin": {"chartFile": str(chart)},
+    }
+    rendering = render(values)
+    urls = set()
+    for resource in rendering.resources:
+        inputs = {key: value for key, value in resource["inputs"].items() if key != "stdin"}
+        urls |= set(re.findall(r"https?://[^\s'\"]+", str(inputs)))
+    for outputs in rendering.outputs.values():
+        urls |= set(re.findall(r"https?://[^\s'\"]+", str(outputs)))
+    outside = {
+        url
+        for url in urls
+        if not url.startswith(("http://mirror.site/", "https://<", "https://10.0.0."))
+    }
+    assert outside == set()
