@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from components.node import FACT_FIELDS
-from components.remote_script import SCRIPTS_DIR, env_preamble, script_text
+from components.remote_script import SCRIPTS_DIR, script_stdin
 
 STANDINS = Path(__file__).with_name("standins")
 FACTS = SCRIPTS_DIR / "node-facts.sh"
@@ -55,17 +55,18 @@ def test_prints_every_fact_field_as_json() -> None:
 
 def test_runs_the_same_from_stdin_behind_its_preamble() -> None:
     """How Pulumi runs it: `/bin/bash -s` with the exports and the script on stdin."""
-    stdin = env_preamble(
+    stdin = script_stdin(
+        "node-facts.sh",
         {
             "CONVECTHUB_NODE_NAME": "n1",
             "CONVECTHUB_MIN_DISK_GB": "0",
             "CONVECTHUB_MIN_MEMORY_MB": "0",
             "CONVECTHUB_MIN_CPUS": "1",
-        }
+        },
     )
     result = subprocess.run(
         ["/bin/bash", "-s"],
-        input=stdin + script_text("node-facts.sh"),
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,

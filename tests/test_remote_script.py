@@ -82,7 +82,7 @@ def test_scripts_that_source_the_library_get_it_on_stdin(name: str) -> None:
     stdin = script_stdin(name, {"CONVECTHUB_NODE_NAME": "n1"})
     library = script_text(COMMON_SCRIPT) if uses_common(name) else ""
     assert stdin == "export CONVECTHUB_NODE_NAME=n1\n" + library + text
-    assert uses_common(name) == (name not in {"node-facts.sh"})
+    assert uses_common(name)
 
 
 @pytest.mark.parametrize("name", NODE_SCRIPTS)

@@ -47,3 +47,30 @@ wait_until() {
     waited=$((waited + 2))
   done
 }
+
+# os_release_field NAME: a field of the machine's os-release (CONVECTHUB_OS_RELEASE for tests).
+os_release_field() {
+  local field=$1
+  (
+    # shellcheck disable=SC1090,SC1091 # the os-release file of the machine
+    . "${CONVECTHUB_OS_RELEASE:-/etc/os-release}" 2>/dev/null || true
+    printf '%s' "${!field:-}"
+  )
+}
+
+# pci_devices: "slot class vendor device" per PCI device, from lspci when it is there, else
+# from sysfs.
+pci_devices() {
+  if command -v lspci >/dev/null 2>&1; then
+    lspci -Dn 2>/dev/null | awk '{sub(":$", "", $2); split($3, id, ":"); print $1, $2, id[1], id[2]}'
+    return
+  fi
+  local dir class vendor device
+  for dir in /sys/bus/pci/devices/*; do
+    [ -r "$dir/class" ] || continue
+    class=$(cat "$dir/class")
+    vendor=$(cat "$dir/vendor")
+    device=$(cat "$dir/device")
+    echo "${dir##*/} ${class:2:4} ${vendor#0x} ${device#0x}"
+  done
+}

@@ -27,32 +27,16 @@ readonly NOUVEAU_BLACKLIST=/etc/modprobe.d/convecthub-blacklist-nouveau.conf
 
 # on_pci_bus VENDOR_ID: whether a device of that PCI vendor (e.g. 10de) is present.
 on_pci_bus() {
-  local vendor=$1 device
-  if command -v lspci >/dev/null 2>&1; then
-    lspci -Dn | awk '{print $3}' | grep -qi "^${vendor}:" && return 0
-    return 1
-  fi
-  for device in /sys/bus/pci/devices/*; do
-    [ "$(cat "${device}/vendor" 2>/dev/null)" != "0x${vendor}" ] || return 0
-  done
-  return 1
+  pci_devices | awk '{print $3}' | grep -qix -- "$1"
 }
 
 nvidia_smi_answers() {
   command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1
 }
 
-os_id() {
-  (
-    # shellcheck disable=SC1090,SC1091 # the os-release file of the machine
-    . "${CONVECTHUB_OS_RELEASE:-/etc/os-release}" 2>/dev/null || true
-    printf '%s' "${ID:-}"
-  )
-}
-
 install_nvidia_driver() {
   local branch=${CONVECTHUB_DRIVER_VERSION:-550}
-  [ "$(os_id)" = ubuntu ] ||
+  [ "$(os_release_field ID)" = ubuntu ] ||
     fail "installing the NVIDIA driver is supported on Ubuntu only: install it on this node by hand, then set installDriver: false for it in convecthub:nodes"
   if write_file "$NOUVEAU_BLACKLIST" 0644 "$(printf 'blacklist nouveau\noptions nouveau modeset=0')"; then
     update-initramfs -u >/dev/null 2>&1 || fail "update-initramfs failed after blacklisting nouveau: run it on the node to see why"

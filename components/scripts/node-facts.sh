@@ -13,12 +13,10 @@
 #   CONVECTHUB_OS_RELEASE      default /etc/os-release
 set -euo pipefail
 
-node=${CONVECTHUB_NODE_NAME:-$(hostname)}
-
-fail() {
-  echo "convecthub: node ${node}: $*" >&2
-  exit 1
-}
+if ! declare -F write_file >/dev/null; then
+  # shellcheck source=components/scripts/common.sh
+  . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+fi
 
 json_string() {
   local text=$1
@@ -27,15 +25,6 @@ json_string() {
   text=${text//$'\n'/\\n}
   text=${text//$'\t'/\\t}
   printf '"%s"' "$text"
-}
-
-os_release_field() {
-  local field=$1
-  (
-    # shellcheck disable=SC1090,SC1091 # the os-release file of the machine
-    . "${CONVECTHUB_OS_RELEASE:-/etc/os-release}" 2>/dev/null || true
-    printf '%s' "${!field:-}"
-  )
 }
 
 machine_arch() {
@@ -69,23 +58,6 @@ pci_accelerators() {
       "$(json_string "$slot")" "$(json_string "$class")" \
       "$(json_string "$(vendor_name "$vendor")")" "$(json_string "$vendor:$device")"
   done < <(pci_devices)
-}
-
-# "slot class vendor device" per PCI device, from lspci when it is there, else from sysfs.
-pci_devices() {
-  if command -v lspci >/dev/null 2>&1; then
-    lspci -Dn 2>/dev/null | awk '{sub(":$", "", $2); split($3, id, ":"); print $1, $2, id[1], id[2]}'
-    return
-  fi
-  local dir
-  for dir in /sys/bus/pci/devices/*; do
-    [ -r "$dir/class" ] || continue
-    local class vendor device
-    class=$(cat "$dir/class")
-    vendor=$(cat "$dir/vendor")
-    device=$(cat "$dir/device")
-    echo "${dir##*/} ${class:2:4} ${vendor#0x} ${device#0x}"
-  done
 }
 
 interface_names() {
