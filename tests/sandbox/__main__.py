@@ -20,7 +20,7 @@ from stacks.site_model import DEFAULT_K3S_VERSION
 from stacks.stackfile import read_stack_file
 from tests.sandbox.deployment import CommandError, Deployment
 from tests.sandbox.fleet import SUDO_USER, SandboxFleet, SandboxUnavailableError
-from tests.sandbox.k3s_bundle import build_bundle
+from tests.sandbox.k3s_bundle import airgapped_gpu_settings, build_bundle
 
 
 def demo_site(fleet: SandboxFleet) -> dict:
@@ -44,6 +44,7 @@ def demo_site(fleet: SandboxFleet) -> dict:
             "convecthub:registry": {
                 "bundleDir": str(build_bundle(fleet.work_dir / "k3s-bundle", DEFAULT_K3S_VERSION))
             },
+            "convecthub:gpu": airgapped_gpu_settings(fleet.gateway, fleet.work_dir),
         }
     }
 

@@ -24,3 +24,21 @@ def build_bundle(directory: Path, version: str, arch: str = "amd64") -> Path:
         shutil.copy(STANDINS / name, binaries / name)
     (images / f"k3s-airgap-images-{arch}.tar.zst").write_bytes(b"stand-in image archive\n")
     return directory
+
+
+def standin_device_plugin_chart(directory: Path) -> Path:
+    """A STAND-IN for the NVIDIA device plugin's chart archive: an airgapped site names its
+    .tgz; the sandbox has no Kubernetes API to release it to, so it is never opened."""
+    chart = directory / "nvidia-device-plugin-standin.tgz"
+    chart.write_bytes(b"stand-in chart archive, never opened\n")
+    return chart
+
+
+def airgapped_gpu_settings(gateway: str, directory: Path) -> dict:
+    """`convecthub:gpu` for the sandbox: the GPU node's toolkit is a preinstalled stand-in, so
+    the mirror named here (as an airgapped site must) is never asked."""
+    return {
+        "toolkitRepository": f"http://{gateway}:3142/nvidia-container-toolkit",
+        "toolkitKeyUrl": f"http://{gateway}:3142/nvidia-container-toolkit/gpgkey",
+        "devicePlugin": {"chartFile": str(standin_device_plugin_chart(directory))},
+    }
