@@ -180,6 +180,7 @@ class K3sNodeArgs:
     role: K3sRole
     token: pulumi.Input[str]  # secret
     join_url: pulumi.Input[str] | None  # the server to join; None for the first server
+    api_server: pulumi.Input[str]  # the URL clients use (the first server's kubeconfig names it)
     first_server: BareMetalNode  # where membership runs (k3s's admin kubeconfig is there)
     holds_images: bool = False  # airgap: this node imports the image tarballs
     after: Sequence[pulumi.Resource] = field(default_factory=tuple)  # install waits for these
@@ -196,7 +197,6 @@ class _K3sNode(pulumi.ComponentResource):
     ):
         super().__init__(type_token, name, None, opts)
         self._name = name
-        self._args = args
         host = args.host
         bundle_root = None
         copies: list[pulumi.Resource] = []
@@ -320,7 +320,7 @@ class K3sServer(_K3sNode):
         self.kubeconfig = None
         outputs: dict[str, object] = {"install": self.install.id, "steps": self._steps}
         if args.role.first:
-            step = ScriptStep(KUBECONFIG_SCRIPT, env={"CONVECTHUB_API_SERVER": self.api_server})
+            step = ScriptStep(KUBECONFIG_SCRIPT, env={"CONVECTHUB_API_SERVER": args.api_server})
             read = script_command(
                 f"{name}-kubeconfig",
                 step,
@@ -333,13 +333,6 @@ class K3sServer(_K3sNode):
             self.kubeconfig = pulumi.Output.secret(read.stdout)
             outputs["kubeconfig"] = self.kubeconfig
         self.register_outputs(outputs)
-
-    @property
-    def api_server(self) -> pulumi.Output[str]:
-        """The URL clients use: the API endpoint's, else this (first) server's address."""
-        endpoint = self._args.settings.api_endpoint
-        address = pulumi.Output.from_input(endpoint) if endpoint else self._args.host.address
-        return address.apply(api_server_url)
 
 
 class K3sAgent(_K3sNode):

@@ -118,6 +118,7 @@ def build_cluster(site: Site) -> Cluster:
             role=role,
             token=token,
             join_url=None if role.first else (first_server_url if role.server else api_server),
+            api_server=api_server,
             first_server=first,
             holds_images=_holds_images(site, node),
             after=after,
