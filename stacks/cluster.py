@@ -3,7 +3,8 @@
 BareMetalNode per node (facts, then OS prep with the fleet's hosts list)
 K3sServer     per server, one after another: server n joins once server n-1 is Ready
 K3sAgent      per agent, all in parallel once the servers are up
-kubernetes    provider from the first server's kubeconfig, for the layers above the cluster
+kubernetes    provider from the first server's kubeconfig, for the layers above the cluster:
+              the NVIDIA and Ascend device plugins, once their nodes are labelled
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pulumi_kubernetes as kubernetes
 import pulumi_random as random
 from pulumi_kubernetes.helm import v3 as helm
 
+from components.ascend_device_plugin import ascend_device_plugin
 from components.device_plugin import nvidia_device_plugin
 from components.fleet_hosts import fleet_hosts
 from components.gpu import GpuNode, GpuNodeArgs
@@ -38,6 +40,7 @@ class Cluster:
     kubeconfig: pulumi.Output[str]  # secret
     kubernetes: kubernetes.Provider
     device_plugin: helm.Release | None  # when the site has NVIDIA GPUs
+    ascend_device_plugin: kubernetes.apps.v1.DaemonSet | None  # when it has Ascend NPUs
 
     def summary(self) -> pulumi.Output[dict]:
         """Per node: role, address, arch and what the preflight found."""
@@ -159,13 +162,24 @@ def build_cluster(site: Site) -> Cluster:
         kubeconfig=kubeconfig,
         opts=pulumi.ResourceOptions(depends_on=[*server_installs]),
     )
-    nvidia_nodes = [n.name for n in site.nodes if n.gpu is not None and n.gpu.vendor == "nvidia"]
+    members = {**servers, **agents}
+
+    def labelled(vendor: str) -> list[pulumi.Resource]:
+        """The membership steps that label the nodes of this accelerator vendor."""
+        return [
+            members[n.name].membership
+            for n in site.nodes
+            if n.gpu is not None and n.gpu.vendor == vendor
+        ]
+
     device_plugin = None
-    if nvidia_nodes:
-        members = {**servers, **agents}
-        device_plugin = nvidia_device_plugin(
-            site.gpu.device_plugin, provider, [members[name].membership for name in nvidia_nodes]
-        )
+    if nvidia_members := labelled("nvidia"):
+        device_plugin = nvidia_device_plugin(site.gpu.device_plugin, provider, nvidia_members)
+    ascend_plugin = None
+    if ascend_members := labelled("ascend"):
+        image = site.gpu.ascend_device_plugin.image
+        assert image is not None  # stacks/config.py requires it with Ascend nodes
+        ascend_plugin = ascend_device_plugin(image, provider, ascend_members)
     return Cluster(
         site=site,
         nodes=nodes,
@@ -176,4 +190,5 @@ def build_cluster(site: Site) -> Cluster:
         kubeconfig=kubeconfig,
         kubernetes=provider,
         device_plugin=device_plugin,
+        ascend_device_plugin=ascend_plugin,
     )

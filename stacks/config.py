@@ -78,6 +78,7 @@ def load_site(values: Mapping[str, object], secret_keys: Iterable[str] = ()) -> 
     _check_fleet(site)
     _check_registry(site)
     _check_airgapped_gpu(site)
+    _check_ascend(site)
     _check_hub(site)
     return LoadedSite(site, tuple(_plain_secret_warnings(values, set(secret_keys))))
 
@@ -303,6 +304,20 @@ def _check_airgapped_gpu(site: Site) -> None:
             "the site is airgapped (registry.bundleDir) but the NVIDIA device plugin chart "
             f"would come from {site.gpu.device_plugin.repository}: `helm pull` it where there "
             "is internet and set chartFile to the .tgz",
+        )
+
+
+def _check_ascend(site: Site) -> None:
+    """Ascend nodes need the device plugin's image, which has no public default."""
+    ascend = [
+        node.name for node in site.nodes if node.gpu is not None and node.gpu.vendor == "ascend"
+    ]
+    if ascend and site.gpu.ascend_device_plugin.image is None:
+        raise ConfigError(
+            key_path(["gpu", "ascendDevicePlugin", "image"]),
+            f"the site has Ascend nodes ({', '.join(ascend)}) but no image for their device "
+            "plugin: put Huawei's ascend-k8sdeviceplugin in the site's registry (or in the "
+            "airgap bundle's images/<arch>/) and set image to its reference",
         )
 
 

@@ -91,16 +91,17 @@ class RecordingMonitor(mocks.MockMonitor):
         dependencies = set(request.dependencies)
         for urns in request.propertyDependencies.values():
             dependencies.update(urns.urns)
-        self.recorded.append(
-            {
-                "urn": response.urn,
-                "type": request.type,
-                "name": request.name,
-                "parent": request.parent or None,
-                "dependencies": sorted(dependencies),
-                "inputs": mask_secrets(rpc.deserialize_properties(request.object)),
-            }
-        )
+        resource = {
+            "urn": response.urn,
+            "type": request.type,
+            "name": request.name,
+            "parent": request.parent or None,
+            "dependencies": sorted(dependencies),
+            "inputs": mask_secrets(rpc.deserialize_properties(request.object)),
+        }
+        if request.provider:  # an explicit provider, e.g. the cluster's: "<urn>::<id>"
+            resource["provider"] = request.provider.rsplit("::", 1)[0]
+        self.recorded.append(resource)
         return response
 
     def RegisterResourceOutputs(self, request):  # noqa: N802

@@ -46,6 +46,10 @@ K3S_MANAGED_KEYS = {
     "disable": "use convecthub:k3s.disable",
     "embedded-registry": "it follows from a node with the registry role",
 }
+# config.yaml keys no site may set, and why.
+K3S_REFUSED_KEYS = {
+    "docker": "k3s keeps its own containerd; convecthub:os.docker installs Docker beside it",
+}
 NODE_ROLES = ("server", "agent")
 EXTRA_ROLES = ("registry",)
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
@@ -58,6 +62,11 @@ _IFACE = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
 _URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
 _K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
 _K3S_FLAG = re.compile(r"^[a-z][a-z0-9-]*$")
+# An image reference: [registry[:port]/]path[:tag][@digest].
+_IMAGE = re.compile(
+    r"^([A-Za-z0-9.-]+(:\d{1,5})?/)?[a-z0-9]+([._/-][a-z0-9]+)*(:[\w][\w.-]{0,127})?"
+    r"(@sha256:[0-9a-f]{64})?$"
+)
 _REGISTRY = re.compile(r"^(\*|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:\d{1,5})?)$")
 
 
@@ -166,6 +175,8 @@ def _check_k3s_flag(value: str) -> str:
         )
     if value in K3S_MANAGED_KEYS:
         raise _fail("k3s_flag", f"{value!r} is set by the program: {K3S_MANAGED_KEYS[value]}")
+    if value in K3S_REFUSED_KEYS:
+        raise _fail("k3s_flag", f"{value!r} is not supported: {K3S_REFUSED_KEYS[value]}")
     return value
 
 
@@ -175,6 +186,16 @@ def _check_registry(value: str) -> str:
             "registry",
             f"{value!r} is not a registry: write a host with an optional port, e.g. docker.io "
             "or 10.0.0.5:5000 (no scheme, no path), or * for every registry",
+        )
+    return value
+
+
+def _check_image(value: str) -> str:
+    if not _IMAGE.match(value):
+        raise _fail(
+            "image",
+            f"{value!r} is not an image reference: write [registry/]name[:tag], e.g. "
+            "10.0.0.5:5000/ascend-k8sdeviceplugin:v6.0.0",
         )
     return value
 
@@ -202,6 +223,7 @@ K3sFlag = Annotated[str, AfterValidator(_check_k3s_flag)]
 K3sValue = str | bool | int | float | list[str]
 Registry = Annotated[str, AfterValidator(_check_registry)]
 Directory = Annotated[str, AfterValidator(_check_directory)]
+Image = Annotated[str, AfterValidator(_check_image)]
 
 
 class Strict(BaseModel):
@@ -470,6 +492,17 @@ class DevicePluginSettings(Strict):
     )
 
 
+class AscendDevicePluginSettings(Strict):
+    """Huawei's Ascend device plugin, run on the cluster's NPU nodes."""
+
+    image: Image | None = Field(
+        default=None,
+        description="Its image (Huawei's ascend-k8sdeviceplugin), as the nodes pull it: from "
+        "the site's registry, or loaded from the airgap bundle. Required with Ascend nodes: "
+        "there is no anonymous public source to default to.",
+    )
+
+
 class GpuSettings(Strict):
     """How GPU nodes get their driver and container runtime (`convecthub:gpu`)."""
 
@@ -491,6 +524,7 @@ class GpuSettings(Strict):
         default=900, description="How long a node may take to come back after a driver reboot."
     )
     device_plugin: DevicePluginSettings = DevicePluginSettings()
+    ascend_device_plugin: AscendDevicePluginSettings = AscendDevicePluginSettings()
 
 
 class HubSettings(Strict):

@@ -3,12 +3,15 @@ Ascend NPU, amd64 agents with NVIDIA GPUs (one with its driver preinstalled), a 
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from components.gpu import REBOOT_DIAL_SECONDS, through_reboot
-from stacks.config import load_site
+from stacks.config import ConfigError, load_site
 from stacks.render import format_text
 from tests.conftest import name_of, resources_by_name
+
+ASCEND_IMAGE = "10.0.0.1:5000/ascend-k8sdeviceplugin:v6.0.0"
 
 
 def mixed_site() -> dict:
@@ -35,8 +38,19 @@ def mixed_site() -> dict:
             },
             {"name": "cpu1", "host": "10.0.0.4", "roles": ["agent"]},
         ],
-        "gpu": {"driverVersion": "535", "toolkitRepository": "http://mirror.site/nvidia/"},
+        "gpu": {
+            "driverVersion": "535",
+            "toolkitRepository": "http://mirror.site/nvidia/",
+            "ascendDevicePlugin": {"image": ASCEND_IMAGE},
+        },
     }
+
+
+def config_error(values: dict) -> str:
+    """The one line loading this config fails with."""
+    with pytest.raises(ConfigError) as raised:
+        load_site(values)
+    return str(raised.value)
 
 
 def depends(resource: dict) -> set[str]:
@@ -138,6 +152,7 @@ def test_the_device_plugin_is_released_for_nvidia_nodes_through_the_cluster(rend
     assert inputs["values"] == {"nodeSelector": {"gpu": "true"}, "gfd": {"enabled": True}}
     assert depends(release) >= {"gpu1-k3s-membership", "gpu2-k3s-membership"}
     assert "npu-server-k3s-membership" not in depends(release)
+    assert release["provider"] == resources["cluster"]["urn"]
 
 
 def test_an_airgapped_site_releases_the_chart_from_its_file(render, tmp_path) -> None:
@@ -156,6 +171,66 @@ def test_no_device_plugin_without_nvidia_gpus(render) -> None:
     assert "nvidia-device-plugin" not in resources_by_name(render(values))
 
 
+def test_the_ascend_device_plugin_runs_on_npu_nodes_through_the_cluster(render) -> None:
+    from components.ascend_device_plugin import ascend_cluster_role_rules
+
+    resources = resources_by_name(render(mixed_site()))
+    daemonset = resources["ascend-device-plugin"]
+    assert daemonset["type"] == "kubernetes:apps/v1:DaemonSet"
+    assert daemonset["inputs"]["metadata"] == {
+        "name": "ascend-device-plugin",
+        "namespace": "kube-system",
+    }
+    pod = daemonset["inputs"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"npu": "true"}
+    assert pod["serviceAccountName"] == "ascend-device-plugin"
+    (container,) = pod["containers"]
+    assert container["image"] == ASCEND_IMAGE
+    assert "-useAscendDocker=false" in container["args"]  # k3s's containerd, no Ascend runtime
+    volumes = {v["name"]: v["hostPath"] for v in pod["volumes"]}
+    assert volumes["driver"] == {"path": "/usr/local/Ascend/driver", "type": "Directory"}
+    assert volumes["device-plugins"] == {"path": "/var/lib/kubelet/device-plugins"}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["driver"]["readOnly"] is True
+    # It waits for the NPU node's labels, and for the account its pods run as.
+    assert "npu-server-k3s-membership" in depends(daemonset)
+    assert "ascend-device-plugin-binding" in depends(daemonset)
+    assert not depends(daemonset) & {"gpu1-k3s-membership", "gpu2-k3s-membership"}
+    binding = resources["ascend-device-plugin-binding"]["inputs"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "ascend-device-plugin", "namespace": "kube-system"}
+    ]
+    assert (
+        binding["roleRef"]["name"]
+        == resources["ascend-device-plugin-role"]["inputs"]["metadata"]["name"]
+    )
+    assert resources["ascend-device-plugin-role"]["inputs"]["rules"] == ascend_cluster_role_rules()
+    for name in ("ascend-device-plugin", "ascend-device-plugin-binding"):
+        assert resources[name]["provider"] == resources["cluster"]["urn"]
+
+
+def test_no_ascend_device_plugin_without_ascend_npus(render) -> None:
+    values = mixed_site()
+    del values["nodes"][0]["gpu"]
+    names = set(resources_by_name(render(values)))
+    assert not {name for name in names if name.startswith("ascend-device-plugin")}
+
+
+def test_ascend_nodes_need_the_device_plugin_image() -> None:
+    values = mixed_site()
+    del values["gpu"]["ascendDevicePlugin"]
+    assert config_error(values) == (
+        "convecthub:gpu.ascendDevicePlugin.image: the site has Ascend nodes (npu-server) but "
+        "no image for their device plugin: put Huawei's ascend-k8sdeviceplugin in the site's "
+        "registry (or in the airgap bundle's images/<arch>/) and set image to its reference"
+    )
+    values["gpu"]["ascendDevicePlugin"] = {"image": "http://registry/plugin"}
+    assert config_error(values).startswith(
+        "convecthub:gpu.ascendDevicePlugin.image: 'http://registry/plugin' is not an image "
+        "reference"
+    )
+
+
 def airgapped_gpu_site(tmp_path) -> dict:
     from tests.test_k3s import make_bundle
 
@@ -166,15 +241,9 @@ def airgapped_gpu_site(tmp_path) -> dict:
 
 
 def test_an_airgapped_site_must_name_its_mirrors_for_gpu_nodes(tmp_path) -> None:
-    import pytest
-
-    from stacks.config import ConfigError
-
     values = airgapped_gpu_site(tmp_path)
     values["gpu"] = {}
-    with pytest.raises(ConfigError) as raised:
-        load_site(values)
-    assert str(raised.value) == (
+    assert config_error(values) == (
         "convecthub:gpu.toolkitRepository: the site is airgapped (registry.bundleDir) but its "
         "NVIDIA nodes would fetch the container toolkit from "
         "https://nvidia.github.io/libnvidia-container/stable/deb: set toolkitRepository and "
@@ -184,9 +253,7 @@ def test_an_airgapped_site_must_name_its_mirrors_for_gpu_nodes(tmp_path) -> None
         "toolkitRepository": "http://mirror.site/nvidia",
         "toolkitKeyUrl": "http://mirror.site/nvidia/gpgkey",
     }
-    with pytest.raises(ConfigError) as raised:
-        load_site(values)
-    assert str(raised.value).startswith("convecthub:gpu.devicePlugin.chartFile: the site is ")
+    assert config_error(values).startswith("convecthub:gpu.devicePlugin.chartFile: the site is ")
 
 
 def test_an_airgapped_gpu_site_reaches_for_nothing_outside(render, tmp_path) -> None:
@@ -202,6 +269,7 @@ def test_an_airgapped_gpu_site_reaches_for_nothing_outside(render, tmp_path) -> 
         "toolkitRepository": "http://mirror.site/nvidia",
         "toolkitKeyUrl": "http://mirror.site/nvidia/gpgkey",
         "devicePlugin": {"chartFile": str(chart)},
+        "ascendDevicePlugin": {"image": ASCEND_IMAGE},
     }
     rendering = render(values)
     urls = set()

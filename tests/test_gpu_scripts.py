@@ -67,12 +67,14 @@ def last_line(result: subprocess.CompletedProcess) -> str:
 
 
 def driver(node: Node, vendor: str = "nvidia", install: str = "true"):
+    ascend_driver = node.work / "Ascend" / "driver"
     return node.run(
         "gpu-driver.sh",
         None,
         CONVECTHUB_GPU_VENDOR=vendor,
         CONVECTHUB_INSTALL_DRIVER=install,
         CONVECTHUB_DRIVER_VERSION="550",
+        CONVECTHUB_ASCEND_DRIVER=str(ascend_driver),
     )
 
 
@@ -147,8 +149,18 @@ def test_an_ascend_npu_needs_its_preinstalled_driver(tmp_path) -> None:
         "convecthub: node gpu1: declares an Ascend NPU, but npu-smi does not answer: install "
         "the Ascend driver and firmware (Huawei's installer), then run pulumi up again"
     )
-    present = driver(Node(tmp_path / "b", pci=ASCEND_CARD).has("npu.driver"), vendor="ascend")
+    npu = Node(tmp_path / "b", pci=ASCEND_CARD).has("npu.driver")
+    no_driver_dir = driver(npu, vendor="ascend")
+    assert no_driver_dir.returncode == 1
+    assert last_line(no_driver_dir) == (
+        f"convecthub: node gpu1: npu-smi answers but {npu.work}/Ascend/driver is missing, which "
+        "the Ascend device plugin mounts: reinstall the driver with Huawei's installer at its "
+        "default path"
+    )
+    (npu.work / "Ascend" / "driver").mkdir(parents=True)
+    present = driver(npu, vendor="ascend")
     assert present.returncode == 0, present.stderr
+    assert last_line(present) == "convecthub: node gpu1: the Ascend driver answers"
     absent = driver(Node(tmp_path / "c", pci=NVIDIA_CARD), vendor="ascend")
     assert absent.returncode == 1
     assert "has no Huawei device on its PCI bus" in last_line(absent)

@@ -319,6 +319,7 @@ def test_accelerator_labels_come_first_and_the_node_own_labels_win(gpu, labels, 
     values["nodes"][1].update(labels=labels, gpu=gpu)
     if gpu is None:
         del values["nodes"][1]["gpu"]
+    values["gpu"] = {"ascendDevicePlugin": {"image": "ascend-k8sdeviceplugin:v6.0.0"}}
     assert node_labels(site_model(values).nodes[1]) == expected
 
 

@@ -16,6 +16,8 @@
 #   CONVECTHUB_INSTALL_DRIVER   true | false (nvidia only; default true)
 #   CONVECTHUB_DRIVER_VERSION   NVIDIA driver branch, e.g. 550
 #   CONVECTHUB_OS_RELEASE       default /etc/os-release
+#   CONVECTHUB_ASCEND_DRIVER    the Ascend driver's directory, which the device plugin mounts
+#                               (default /usr/local/Ascend/driver, where Huawei installs it)
 set -euo pipefail
 
 if ! declare -F write_file >/dev/null; then
@@ -76,6 +78,9 @@ ascend() {
     fail "declares an Ascend NPU but has no Huawei device on its PCI bus: check the card, or remove gpu from it in convecthub:nodes"
   { command -v npu-smi >/dev/null 2>&1 && npu-smi info >/dev/null 2>&1; } ||
     fail "declares an Ascend NPU, but npu-smi does not answer: install the Ascend driver and firmware (Huawei's installer), then run pulumi up again"
+  local driver_dir=${CONVECTHUB_ASCEND_DRIVER:-/usr/local/Ascend/driver}
+  [ -d "$driver_dir" ] ||
+    fail "npu-smi answers but ${driver_dir} is missing, which the Ascend device plugin mounts: reinstall the driver with Huawei's installer at its default path"
   say "the Ascend driver answers"
 }
 

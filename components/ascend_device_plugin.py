@@ -1,0 +1,128 @@
+"""Huawei's Ascend device plugin on the cluster: it makes `huawei.com/Ascend910` (and the
+other Ascend chips) resources pods can ask for. A DaemonSet in kube-system on the nodes
+labelled `npu=true` (the membership step's labels), with the service account and cluster role
+it needs to report device health on its Node and to annotate the pods it serves.
+
+It runs without Ascend's Docker runtime (`-useAscendDocker=false`): the plugin hands the
+device nodes to k3s's containerd itself. It mounts the driver the node already has
+(gpu-driver.sh checks for it) read-only, from Huawei's default path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+
+NAME = "ascend-device-plugin"
+NAMESPACE = "kube-system"
+ROLE_NAME = "convecthub-ascend-device-plugin"
+DRIVER_DIR = "/usr/local/Ascend/driver"
+LOG_DIR = "/var/log/mindx-dl/devicePlugin"
+KUBELET_DIR = "/var/lib/kubelet"
+# The taint keys sites put on NPU nodes, one per chip the plugin serves.
+ASCEND_RESOURCES = ("huawei.com/Ascend910", "huawei.com/Ascend310", "huawei.com/Ascend310P")
+
+
+def ascend_cluster_role_rules() -> list[dict[str, object]]:
+    """What the plugin reads and writes: its pods' device annotations, its node's status
+    (device health) and the device-info config map it keeps per node."""
+    return [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "update"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["nodes/status"], "verbs": ["get", "patch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update"]},
+    ]
+
+
+def _host_path(name: str, path: str, kind: str | None = None) -> dict[str, object]:
+    host_path: dict[str, object] = {"path": path}
+    if kind:
+        host_path["type"] = kind
+    return {"name": name, "hostPath": host_path}
+
+
+def ascend_daemonset_spec(image: str) -> dict[str, object]:
+    """The DaemonSet's spec: one plugin pod on each NPU node."""
+    labels = {"app.kubernetes.io/name": NAME}
+    container = {
+        "name": "device-plugin",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["device-plugin"],
+        "args": [
+            "-useAscendDocker=false",
+            f"-logFile={LOG_DIR}/devicePlugin.log",
+            "-logLevel=0",
+        ],
+        "env": [{"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "resources": {
+            "requests": {"cpu": "500m", "memory": "500Mi"},
+            "limits": {"cpu": "500m", "memory": "500Mi"},
+        },
+        "securityContext": {"privileged": True, "readOnlyRootFilesystem": True},
+        "volumeMounts": [
+            {"name": "device-plugins", "mountPath": f"{KUBELET_DIR}/device-plugins"},
+            {"name": "pod-resources", "mountPath": f"{KUBELET_DIR}/pod-resources"},
+            {"name": "driver", "mountPath": DRIVER_DIR, "readOnly": True},
+            {"name": "log", "mountPath": LOG_DIR},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    tolerations = [{"key": "CriticalAddonsOnly", "operator": "Exists"}] + [
+        {"key": key, "operator": "Exists", "effect": "NoSchedule"} for key in ASCEND_RESOURCES
+    ]
+    return {
+        "selector": {"matchLabels": labels},
+        "updateStrategy": {"type": "RollingUpdate"},
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": {
+                "serviceAccountName": NAME,
+                "priorityClassName": "system-node-critical",
+                "nodeSelector": {"npu": "true"},
+                "tolerations": tolerations,
+                "containers": [container],
+                "volumes": [
+                    _host_path("device-plugins", f"{KUBELET_DIR}/device-plugins"),
+                    _host_path("pod-resources", f"{KUBELET_DIR}/pod-resources"),
+                    _host_path("driver", DRIVER_DIR, "Directory"),
+                    _host_path("log", LOG_DIR, "DirectoryOrCreate"),
+                    _host_path("tmp", "/tmp"),
+                ],
+            },
+        },
+    }
+
+
+def ascend_device_plugin(
+    image: str,
+    provider: kubernetes.Provider,
+    depends_on: Sequence[pulumi.Resource],
+) -> kubernetes.apps.v1.DaemonSet:
+    """The plugin's service account, cluster role and binding, and its DaemonSet (returned)."""
+    opts = pulumi.ResourceOptions(provider=provider, depends_on=list(depends_on))
+    account = kubernetes.core.v1.ServiceAccount(
+        f"{NAME}-account", metadata={"name": NAME, "namespace": NAMESPACE}, opts=opts
+    )
+    role = kubernetes.rbac.v1.ClusterRole(
+        f"{NAME}-role", metadata={"name": ROLE_NAME}, rules=ascend_cluster_role_rules(), opts=opts
+    )
+    binding = kubernetes.rbac.v1.ClusterRoleBinding(
+        f"{NAME}-binding",
+        metadata={"name": ROLE_NAME},
+        role_ref={
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": ROLE_NAME,
+        },
+        subjects=[{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role, account])),
+    )
+    return kubernetes.apps.v1.DaemonSet(
+        NAME,
+        metadata={"name": NAME, "namespace": NAMESPACE},
+        spec=ascend_daemonset_spec(image),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[binding])),
+    )
