@@ -1,6 +1,8 @@
 """Wires the components from the site model.
 
 BareMetalNode per node (facts, then OS prep with the fleet's hosts list)
+GpuNode       per GPU/NPU node, after its OS prep
+docker        per node that wants Docker, after its OS prep and GPU layer (k3s never waits)
 K3sServer     per server, one after another: server n joins once server n-1 is Ready
 K3sAgent      per agent, all in parallel once the servers are up
 kubernetes    provider from the first server's kubeconfig, for the layers above the cluster:
@@ -18,6 +20,7 @@ from pulumi_kubernetes.helm import v3 as helm
 
 from components.ascend_device_plugin import ascend_device_plugin
 from components.device_plugin import nvidia_device_plugin
+from components.docker import DockerEngine, DockerSite
 from components.fleet_hosts import fleet_hosts
 from components.gpu import GpuNode, GpuNodeArgs
 from components.k3s import K3sAgent, K3sNodeArgs, K3sRole, K3sServer, api_server_url
@@ -34,6 +37,7 @@ class Cluster:
     site: Site
     nodes: dict[str, BareMetalNode]
     gpus: dict[str, GpuNode]
+    docker: dict[str, DockerEngine]  # the nodes that get Docker
     servers: dict[str, K3sServer]
     agents: dict[str, K3sAgent]
     api_server: pulumi.Output[str]
@@ -97,6 +101,18 @@ def build_cluster(site: Site) -> Cluster:
         )
         for node in site.nodes
         if node.gpu is not None
+    }
+    docker = {
+        node.name: DockerEngine(
+            f"{node.name}-docker",
+            node,
+            nodes[node.name],
+            DockerSite(
+                site.os, site.registry, after=[gpus[node.name].ready] if node.name in gpus else []
+            ),
+            pulumi.ResourceOptions(parent=nodes[node.name]),
+        )
+        for node in site.docker_nodes
     }
 
     token = cluster_token(site)
@@ -184,6 +200,7 @@ def build_cluster(site: Site) -> Cluster:
         site=site,
         nodes=nodes,
         gpus=gpus,
+        docker=docker,
         servers=servers,
         agents=agents,
         api_server=api_server,

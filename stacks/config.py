@@ -20,7 +20,7 @@ import pulumi
 from pydantic import BaseModel, ValidationError
 
 from components.airgap import AirgapBundle
-from stacks.site_model import GpuSettings, Site
+from stacks.site_model import DockerSettings, GpuSettings, Site
 
 NAMESPACE = "convecthub"
 SECRET_PLACEHOLDER = "[secret]"
@@ -79,6 +79,7 @@ def load_site(values: Mapping[str, object], secret_keys: Iterable[str] = ()) -> 
     _check_registry(site)
     _check_airgapped_gpu(site)
     _check_ascend(site)
+    _check_airgapped_docker(site)
     _check_hub(site)
     return LoadedSite(site, tuple(_plain_secret_warnings(values, set(secret_keys))))
 
@@ -305,6 +306,23 @@ def _check_airgapped_gpu(site: Site) -> None:
             f"would come from {site.gpu.device_plugin.repository}: `helm pull` it where there "
             "is internet and set chartFile to the .tgz",
         )
+
+
+def _check_airgapped_docker(site: Site) -> None:
+    """An airgapped site's Docker nodes must not reach for Docker's servers."""
+    if site.registry.bundle_dir is None or not site.docker_nodes:
+        return
+    defaults = DockerSettings()
+    for key, value, default in (
+        ("repository", site.os.docker.repository, defaults.repository),
+        ("keyUrl", site.os.docker.key_url, defaults.key_url),
+    ):
+        if value == default:
+            raise ConfigError(
+                key_path(["os", "docker", key]),
+                f"the site is airgapped (registry.bundleDir) but its Docker nodes would fetch "
+                f"Docker from {default}: set repository and keyUrl to the site's mirror of it",
+            )
 
 
 def _check_ascend(site: Site) -> None:

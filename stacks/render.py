@@ -195,6 +195,7 @@ def format_text(rendering: Rendering) -> str:
         lines.append(f"  warning: {warning}")
     nodes = rendering.components("BareMetalNode")
     gpus = rendering.components("GpuNode")
+    dockers = rendering.components("DockerEngine")
     k3s = {**rendering.components("K3sServer"), **rendering.components("K3sAgent")}
     by_name = {r["name"]: r for r in rendering.resources}
     for node in site.nodes:
@@ -207,6 +208,7 @@ def format_text(rendering: Rendering) -> str:
         steps = [
             *_steps_of(rendering, nodes.get(node.name)),
             *_steps_of(rendering, gpus.get(f"{node.name}-gpu")),
+            *_steps_of(rendering, dockers.get(f"{node.name}-docker")),
             *_steps_of(rendering, k3s.get(f"{node.name}-k3s")),
         ]
         for number, step in enumerate(steps, start=1):
@@ -217,6 +219,8 @@ def format_text(rendering: Rendering) -> str:
                 install = by_name.get(f"{node.name}-k3s-install", {})
                 waits = _waits_for_other_nodes(install, node.name)
                 lines.append(f"       (waits for {', '.join(waits) if waits else 'no other node'})")
+            if step["step"] == "docker":
+                lines.append("       (beside k3s: neither waits for the other)")
             for name, value in sorted(step["env"].items()):
                 lines.append(f"       {name}={_one_line(value)}")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    JsonValue,
     SecretStr,
     WithJsonSchema,
     field_validator,
@@ -350,6 +351,11 @@ class Node(Strict):
     arch: Literal["amd64", "arm64"] = "amd64"
     ssh: SshSettings = SshSettings()
     gpu: Gpu | None = None
+    install_docker: bool | None = Field(
+        default=None,
+        description="Whether this node gets Docker (the seed's install_docker); "
+        "default: convecthub:os.docker.install.",
+    )
     labels: dict[LabelKey, LabelValue] = {}
     taints: list[TaintSpec] = []
 
@@ -386,6 +392,52 @@ class Node(Strict):
         return self.role == "server"
 
 
+# daemon.json keys the program writes itself: daemonConfig may not set them.
+DOCKER_MANAGED_KEYS = {
+    "registry-mirrors": "they come from convecthub:registry.mirrors (docker.io's, or *'s)",
+    "insecure-registries": "they come from convecthub:registry.insecure",
+    "default-runtime": "it is nvidia on NVIDIA nodes, Docker's own elsewhere",
+    "runtimes": "the nvidia runtime is added on NVIDIA nodes",
+    "data-root": "use convecthub:os.docker.dataRoot",
+}
+
+
+def _check_daemon_key(value: str) -> str:
+    if value in DOCKER_MANAGED_KEYS:
+        raise _fail("daemon_key", f"{value!r} is set by the program: {DOCKER_MANAGED_KEYS[value]}")
+    return value
+
+
+def _check_absolute_path(value: str) -> str:
+    if not (value.startswith("/") and "\n" not in value and "/../" not in f"{value}/"):
+        raise _fail("path", f"{value!r} is not an absolute path on the node, e.g. /mnt/docker")
+    return value
+
+
+class DockerSettings(Strict):
+    """Docker Engine on the nodes, beside k3s's own containerd (the seeds' install_docker and
+    docker_repo; OpenPAI's daemon settings)."""
+
+    install: bool = Field(
+        default=False,
+        description="Install Docker on every node; a node's installDocker overrides this.",
+    )
+    repository: Url = Field(
+        default="https://download.docker.com/linux/ubuntu",
+        description="Docker's APT repository (the seeds' docker_repo), or a site mirror of it.",
+    )
+    key_url: Url = Field(
+        default="https://download.docker.com/linux/ubuntu/gpg",
+        description="Signing key of that repository (of the mirror, for a mirror).",
+    )
+    data_root: Annotated[str, AfterValidator(_check_absolute_path)] | None = Field(
+        default=None, description="Where Docker keeps images and containers (data-root)."
+    )
+    daemon_config: dict[Annotated[str, AfterValidator(_check_daemon_key)], JsonValue] = Field(
+        default={}, description="Further daemon.json settings, e.g. log-opts."
+    )
+
+
 class OsSettings(Strict):
     """Operating-system preparation shared by every node (`convecthub:os`)."""
 
@@ -405,6 +457,7 @@ class OsSettings(Strict):
     no_proxy: list[str] = []
     ntp_servers: list[Address] = []
     packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]] = []
+    docker: DockerSettings = DockerSettings()
 
 
 class K3sSettings(Strict):
@@ -555,6 +608,15 @@ class Site(Strict):
     def registry_nodes(self) -> list[Node]:
         """Nodes with the registry role: they hold the airgap images for the others."""
         return [node for node in self.nodes if "registry" in node.roles]
+
+    @property
+    def docker_nodes(self) -> list[Node]:
+        """Nodes that get Docker: their installDocker, else os.docker.install."""
+        return [
+            node
+            for node in self.nodes
+            if (self.os.docker.install if node.install_docker is None else node.install_docker)
+        ]
 
     def ssh_for(self, node: Node) -> SshSettings:
         """The node's effective SSH settings: its overrides over the site's defaults."""

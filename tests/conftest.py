@@ -17,7 +17,7 @@ from stacks.stackfile import read_stack_file
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 STANDINS = Path(__file__).resolve().parent / "standins"
 # Tests that run a node script for real, as root, in a private mount namespace whose /etc,
-# /usr/local/bin and /var/lib are overlays (tests/standins/private-root.sh).
+# /usr/local/bin, /var/lib and /usr/share/keyrings are overlays (tests/standins/private-root.sh).
 needs_private_root = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
     reason="runs node scripts as root in a private mount namespace (needs root and unshare)",

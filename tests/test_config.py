@@ -140,7 +140,7 @@ BAD_INPUTS: list[tuple[str, Mutation, str]] = [
         "unknown key in a node",
         lambda v: node(v, 1).update(hots="10.0.0.1"),
         "convecthub:nodes[1].hots: unknown key 'hots': did you mean 'host'? the keys here are "
-        "name, host, roles, iface, address, arch, ssh, gpu, labels, taints",
+        "name, host, roles, iface, address, arch, ssh, gpu, installDocker, labels, taints",
     ),
     (
         "unknown key in ssh",

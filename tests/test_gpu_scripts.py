@@ -6,60 +6,18 @@ but absent, NPU driver missing; the container toolkit from a repository, once.""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from components.remote_script import script_stdin
-from tests.conftest import STANDINS, needs_private_root
+from tests.conftest import needs_private_root
+from tests.standin_node import NVIDIA_CARD
+from tests.standin_node import StandinNode as Node
 
-NVIDIA_CARD = "0000:3b:00.0 0302: 10de:20b0"
 ASCEND_CARD = "0000:81:00.0 1200: 19e5:d801"
 
 pytestmark = needs_private_root
-
-
-class Node:
-    """A stand-in machine: a private root (overlays) and the stand-ins' state."""
-
-    def __init__(self, work: Path, os_id: str = "ubuntu", pci: str = NVIDIA_CARD):
-        self.work = work
-        self.state = work / "state"
-        self.state.mkdir(parents=True)
-        etc = work / "upper" / "_etc"
-        etc.mkdir(parents=True)
-        (etc / "convecthub-standin.env").write_text(
-            f"STANDIN_STATE={self.state}\nSTANDIN_LOG={self.state}/systemctl.log\n"
-        )
-        self.os_release = work / "os-release"
-        self.os_release.write_text(f"ID={os_id}\nVERSION_ID=22.04\n")
-        self.pci = pci
-
-    def has(self, *flags: str) -> Node:
-        for flag in flags:
-            (self.state / flag).touch()
-        return self
-
-    @property
-    def calls(self) -> str:
-        path = self.state / "calls"
-        return path.read_text() if path.exists() else ""
-
-    def run(self, script: str, action: str | None, **env: str) -> subprocess.CompletedProcess:
-        env = {"CONVECTHUB_NODE_NAME": "gpu1", "CONVECTHUB_OS_RELEASE": str(self.os_release), **env}
-        path = f"{STANDINS / 'gpu'}:{STANDINS}:{os.environ['PATH']}"
-        command = [str(STANDINS / "private-root.sh"), str(self.work), "/bin/bash", "-s"]
-        return subprocess.run(
-            command + ([action] if action else []),
-            input=script_stdin(script, env),
-            capture_output=True,
-            text=True,
-            env={"PATH": path, "LANG": "C.UTF-8", "STANDIN_LSPCI_DEVICES": self.pci},
-            timeout=120,
-            check=False,
-        )
 
 
 def last_line(result: subprocess.CompletedProcess) -> str:

@@ -36,6 +36,32 @@ remove_file() {
   say "removed $1"
 }
 
+# write_or_remove PATH MODE CONTENT: write_file, or remove_file when CONTENT is empty; status 0
+# when PATH changed.
+write_or_remove() {
+  if [ -n "$3" ]; then write_file "$@"; else remove_file "$1"; fi
+}
+
+# apt_repository LIST KEYRING KEY_URL LINE SETTING: the apt source file LIST holding LINE,
+# whose signing key is fetched once from KEY_URL into KEYRING (dearmored); SETTING names the
+# config key of KEY_URL for the error. Status 0 when it changed anything, 1 when all was there.
+apt_repository() {
+  local list=$1 keyring=$2 key_url=$3 line=$4 setting=$5 changed=1
+  if [ ! -s "$keyring" ]; then
+    local key
+    key=$(mktemp)
+    curl -fsSL --retry 3 --connect-timeout 20 --max-time 120 -o "$key" "$key_url" ||
+      fail "cannot download the signing key ${key_url}: set ${setting} to the site's mirror of it"
+    mkdir -p "$(dirname "$keyring")"
+    gpg --batch --yes --dearmor -o "$keyring" "$key"
+    rm -f "$key"
+    say "added the key ${key_url}"
+    changed=0
+  fi
+  write_file "$list" 0644 "$line" && changed=0
+  return "$changed"
+}
+
 # wait_until SECONDS COMMAND [ARGS...]: run COMMAND every 2 s until it succeeds (status 0) or
 # SECONDS have passed (status 1).
 wait_until() {

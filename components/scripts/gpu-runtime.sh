@@ -31,19 +31,9 @@ booted() {
 }
 
 add_repository() {
-  local repo=${CONVECTHUB_TOOLKIT_REPO:?} key_url=${CONVECTHUB_TOOLKIT_KEY_URL:?} changed=1
-  if [ ! -s "$KEYRING" ]; then
-    local key
-    key=$(mktemp)
-    curl -fsSL --retry 3 --connect-timeout 20 --max-time 120 -o "$key" "$key_url" ||
-      fail "cannot download the NVIDIA container toolkit key from ${key_url}: set convecthub:gpu toolkitKeyUrl to the site's mirror of it"
-    gpg --batch --yes --dearmor -o "$KEYRING" "$key"
-    rm -f "$key"
-    say "added the key of ${repo}"
-    changed=0
-  fi
-  write_file "$SOURCE_FILE" 0644 "deb [signed-by=${KEYRING}] ${repo}/$(dpkg --print-architecture) /" && changed=0
-  return "$changed"
+  apt_repository "$SOURCE_FILE" "$KEYRING" "${CONVECTHUB_TOOLKIT_KEY_URL:?}" \
+    "deb [signed-by=${KEYRING}] ${CONVECTHUB_TOOLKIT_REPO:?}/$(dpkg --print-architecture) /" \
+    "convecthub:gpu toolkitKeyUrl"
 }
 
 toolkit_installed() {

@@ -87,11 +87,7 @@ write_settings() {
   chmod 0755 "$K3S_ETC"
   write_file "$TOKEN_FILE" 0600 "$CONVECTHUB_K3S_TOKEN" && changed=0
   write_file "${K3S_ETC}/config.yaml" 0600 "$CONVECTHUB_K3S_CONFIG" && changed=0
-  if [ -n "${CONVECTHUB_REGISTRIES:-}" ]; then
-    write_file "${K3S_ETC}/registries.yaml" 0600 "$CONVECTHUB_REGISTRIES" && changed=0
-  else
-    remove_file "${K3S_ETC}/registries.yaml" && changed=0
-  fi
+  write_or_remove "${K3S_ETC}/registries.yaml" 0600 "${CONVECTHUB_REGISTRIES:-}" && changed=0
   return "$changed"
 }
 

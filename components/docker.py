@@ -1,0 +1,100 @@
+"""Docker Engine on the nodes that want it (`convecthub:os.docker`, a node's `installDocker`):
+a DockerEngine `<node>-docker` whose one step, `<node>-docker-engine` (docker-engine.sh), runs
+after the node's OS prep and GPU layer; on an NVIDIA node the nvidia runtime becomes Docker's
+default (OpenPAI's setting). k3s never waits for it and never uses it: k3s keeps its own
+containerd.
+
+daemon.json is composed here: Docker Hub's mirrors (the registry mirrors of docker.io, else
+of `*`: Docker mirrors Docker Hub only), the insecure registries, data-root, the nvidia
+runtime, then the site's further settings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.k3s import proxy_env
+from components.node import BareMetalNode
+from components.remote_script import ScriptStep, script_command
+from stacks.site_model import DockerSettings, Node, OsSettings, RegistrySettings
+
+DOCKER_SCRIPT = "docker-engine.sh"
+
+
+@dataclass(frozen=True)
+class DockerSite:
+    """What a node's Docker step takes from the site, and what it waits for besides OS prep."""
+
+    os: OsSettings
+    registry: RegistrySettings
+    after: Sequence[pulumi.Resource] = ()
+
+
+NVIDIA_RUNTIME = {"path": "nvidia-container-runtime", "runtimeArgs": []}
+
+
+def docker_daemon_config(
+    node: Node, docker: DockerSettings, registry: RegistrySettings
+) -> dict[str, object]:
+    """The node's daemon.json, in a fixed key order."""
+    config: dict[str, object] = {}
+    hub_mirrors = registry.mirrors.get("docker.io") or registry.mirrors.get("*") or []
+    if hub_mirrors:
+        config["registry-mirrors"] = list(hub_mirrors)
+    # Docker takes hosts and CIDRs here; "*" (every registry, for containerd) has no equivalent.
+    insecure = [name for name in registry.insecure if name != "*"]
+    if insecure:
+        config["insecure-registries"] = insecure
+    if docker.data_root:
+        config["data-root"] = docker.data_root
+    if node.gpu is not None and node.gpu.vendor == "nvidia":
+        config["default-runtime"] = "nvidia"
+        config["runtimes"] = {"nvidia": NVIDIA_RUNTIME}
+    config.update(sorted(docker.daemon_config.items()))
+    return config
+
+
+def docker_env(node: Node, os: OsSettings, registry: RegistrySettings) -> dict[str, str]:
+    docker = os.docker
+    return {
+        "CONVECTHUB_NODE_NAME": node.name,
+        "CONVECTHUB_DOCKER_REPO": docker.repository.rstrip("/"),
+        "CONVECTHUB_DOCKER_KEY_URL": docker.key_url,
+        "CONVECTHUB_DOCKER_DAEMON_JSON": json.dumps(
+            docker_daemon_config(node, docker, registry), indent=2
+        ),
+        **proxy_env(os),
+    }
+
+
+class DockerEngine(pulumi.ComponentResource):
+    """Docker on one node: its `engine` step, docker-engine.sh apply (remove on delete)."""
+
+    engine: remote.Command
+
+    def __init__(
+        self,
+        name: str,
+        node: Node,
+        host: BareMetalNode,
+        settings: DockerSite,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        super().__init__("convecthub:infra:DockerEngine", name, None, opts)
+        step = ScriptStep(DOCKER_SCRIPT, env=docker_env(node, settings.os, settings.registry))
+        self.engine = script_command(
+            f"{name}-engine",
+            step,
+            connection=host.connection,
+            login_user=host.user,
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[host.os_prep_command, *settings.after]
+            ),
+        )
+        steps = [step.describe().apply(lambda d: {"step": "docker", "action": "apply", **d})]
+        self.register_outputs({"steps": steps})
