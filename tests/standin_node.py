@@ -13,15 +13,21 @@ from tests.conftest import STANDINS
 
 NVIDIA_CARD = "0000:3b:00.0 0302: 10de:20b0"
 # Stand-ins searched before the host's own tools.
-STANDIN_PATH = [STANDINS / "gpu", STANDINS / "docker", STANDINS]
+STANDIN_PATH = [STANDINS / "gpu", STANDINS / "docker", STANDINS / "arch", STANDINS]
 
 
 class StandinNode:
     """A stand-in machine: a private root (overlays) and the stand-ins' state."""
 
     def __init__(
-        self, work: Path, os_id: str = "ubuntu", pci: str = NVIDIA_CARD, codename: str = "jammy"
+        self,
+        work: Path,
+        os_id: str = "ubuntu",
+        pci: str = NVIDIA_CARD,
+        codename: str = "jammy",
+        arch: str = "amd64",
     ):
+        self.arch = arch  # what dpkg --print-architecture answers (tests/standins/arch/dpkg)
         self.work = work
         self.state = work / "state"
         self.state.mkdir(parents=True)
@@ -54,7 +60,12 @@ class StandinNode:
             input=script_stdin(script, env),
             capture_output=True,
             text=True,
-            env={"PATH": path, "LANG": "C.UTF-8", "STANDIN_LSPCI_DEVICES": self.pci},
+            env={
+                "PATH": path,
+                "LANG": "C.UTF-8",
+                "STANDIN_LSPCI_DEVICES": self.pci,
+                "STANDIN_ARCH": self.arch,
+            },
             timeout=120,
             check=False,
         )

@@ -56,14 +56,13 @@ def last_line(result: subprocess.CompletedProcess) -> str:
     return result.stderr.strip().splitlines()[-1]
 
 
-def test_docker_is_installed_from_the_repository_once(tmp_path, key) -> None:
-    node = StandinNode(tmp_path / "node")
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+def test_docker_is_installed_from_the_repository_once(tmp_path, key, arch) -> None:
+    node = StandinNode(tmp_path / "node", arch=arch)
     result = docker(node, "apply", key, MIRRORED)
     assert result.returncode == 0, result.stderr
-    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True)
     assert node.upper(SOURCE_FILE).read_text() == (
-        f"deb [arch={arch.stdout.strip()} signed-by={KEYRING}] http://mirror.example/docker "
-        "jammy stable\n"
+        f"deb [arch={arch} signed-by={KEYRING}] http://mirror.example/docker jammy stable\n"
     )
     assert node.upper(KEYRING).stat().st_size > 0  # dearmored, in the private root
     assert not Path(KEYRING).exists()

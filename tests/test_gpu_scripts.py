@@ -1,6 +1,7 @@
 """gpu-driver.sh and gpu-runtime.sh for real, against stand-ins for what cannot exist here
 (tests/standins/gpu/: nvidia-smi, npu-smi, modprobe, lsmod, apt-get, update-initramfs,
-systemd-run; tests/standins/: lspci, systemctl), each named as a stand-in. Every decision the
+systemd-run; tests/standins/: lspci, systemctl; arch/dpkg plays an arm64 machine), each named
+as a stand-in. Every decision the
 scripts make: no device, driver present, driver to install, reboot needed, driver required
 but absent, NPU driver missing; the container toolkit from a repository, once."""
 
@@ -146,15 +147,15 @@ def key(tmp_path) -> Path:
     return armoured
 
 
-def test_the_toolkit_comes_from_the_repository_once(tmp_path, key) -> None:
-    node = Node(tmp_path / "node").has("nvidia.loaded")
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+def test_the_toolkit_comes_from_the_repository_once(tmp_path, key, arch) -> None:
+    node = Node(tmp_path / "node", arch=arch).has("nvidia.loaded")
     result = runtime(node, "apply", key)
     assert result.returncode == 0, result.stderr
-    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout
     source = tmp_path / "node" / "upper" / "_etc" / "apt" / "sources.list.d"
     expected = (
         "deb [signed-by=/usr/share/keyrings/convecthub-nvidia-container-toolkit.gpg] "
-        f"http://mirror.example/nvidia/{arch.strip()} /\n"
+        f"http://mirror.example/nvidia/{arch} /\n"
     )
     assert (source / "convecthub-nvidia-container-toolkit.list").read_text() == expected
     assert "apt-get -q -o DPkg::Lock::Timeout=300 -y install nvidia-container-toolkit" in node.calls
