@@ -1,9 +1,9 @@
 """gpu-driver.sh and gpu-runtime.sh for real, against stand-ins for what cannot exist here
 (tests/standins/gpu/: nvidia-smi, npu-smi, modprobe, lsmod, apt-get, update-initramfs,
 systemd-run; tests/standins/: lspci, systemctl; arch/dpkg plays an arm64 machine), each named
-as a stand-in. Every decision the
-scripts make: no device, driver present, driver to install, reboot needed, driver required
-but absent, NPU driver missing; the container toolkit from a repository, once."""
+as a stand-in. Every decision the scripts make: no device, driver present, driver to install,
+reboot needed, driver required but absent, NPU driver missing; the container toolkit from a
+repository, once."""
 
 from __future__ import annotations
 
