@@ -257,7 +257,7 @@ def test_an_airgapped_site_must_name_its_mirrors_for_gpu_nodes(tmp_path) -> None
 
 
 def test_an_airgapped_gpu_site_reaches_for_nothing_outside(render, tmp_path) -> None:
-    """No step of an airgapped site is told a place outside it: every URL in any step's
+    """No step of an airgapped site (with Docker too) is told a place outside it: every URL in any step's
     environment or any resource's inputs is the site's own mirror or address (the scripts'
     own text aside: it is code, not where to fetch from)."""
     import re
@@ -271,7 +271,15 @@ def test_an_airgapped_gpu_site_reaches_for_nothing_outside(render, tmp_path) -> 
         "devicePlugin": {"chartFile": str(chart)},
         "ascendDevicePlugin": {"image": ASCEND_IMAGE},
     }
+    values["os"] = {
+        "docker": {
+            "install": True,
+            "repository": "http://mirror.site/docker",
+            "keyUrl": "http://mirror.site/docker/gpg",
+        }
+    }
     rendering = render(values)
+    assert len(rendering.components("DockerEngine")) == len(values["nodes"])
     urls = set()
     for resource in rendering.resources:
         inputs = {key: value for key, value in resource["inputs"].items() if key != "stdin"}
