@@ -26,8 +26,12 @@ from stacks.site_model import GpuSettings, Node, SshSettings
 
 DRIVER_SCRIPT = "gpu-driver.sh"
 RUNTIME_SCRIPT = "gpu-runtime.sh"
-# How long one SSH dial may take while the node reboots; the attempts cover the rest.
+# How long one SSH dial may take while the node reboots.
 REBOOT_DIAL_SECONDS = 15
+# pulumi-command waits between failed dials with a backoff that levels off at 5 s; a node
+# that refuses (sshd stopped for the reboot) or has no route fails each dial at once, so the
+# attempts are counted at that pace: a node that times out instead only waits longer.
+REDIAL_PAUSE_SECONDS = 5
 
 
 def driver_env(node: Node, settings: GpuSettings) -> dict[str, str]:
@@ -50,10 +54,12 @@ def runtime_env(node: Node, settings: GpuSettings) -> dict[str, str]:
 
 
 def through_reboot(ssh: SshSettings, settings: GpuSettings) -> SshSettings:
-    """The node's SSH settings, dialling long enough for it to come back from a reboot."""
-    attempts = max(ssh.dial_attempts or 0, settings.reboot_timeout_seconds // REBOOT_DIAL_SECONDS)
+    """The node's SSH settings, dialling for at least as long as a reboot may take."""
+    attempts = max(
+        ssh.dial_attempts or 0, -(-settings.reboot_timeout_seconds // REDIAL_PAUSE_SECONDS)
+    )
     return ssh.model_copy(
-        update={"dial_attempts": min(attempts, 100), "dial_timeout_seconds": REBOOT_DIAL_SECONDS}
+        update={"dial_attempts": attempts, "dial_timeout_seconds": REBOOT_DIAL_SECONDS}
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components.gpu import REBOOT_DIAL_SECONDS, through_reboot
+from components.gpu import REBOOT_DIAL_SECONDS, REDIAL_PAUSE_SECONDS, through_reboot
 from stacks.config import ConfigError, load_site
 from stacks.render import format_text
 from tests.conftest import name_of, resources_by_name
@@ -136,7 +136,9 @@ def test_the_runtime_step_keeps_dialling_through_a_reboot() -> None:
     site = load_site(mixed_site()).site
     ssh = through_reboot(site.ssh_for(site.nodes[1]), site.gpu)
     assert ssh.dial_timeout_seconds == REBOOT_DIAL_SECONDS
-    assert ssh.dial_attempts * REBOOT_DIAL_SECONDS >= site.gpu.reboot_timeout_seconds
+    # Dials refused at once are 5 s apart: enough of them to span the whole reboot timeout.
+    assert ssh.dial_attempts * REDIAL_PAUSE_SECONDS >= site.gpu.reboot_timeout_seconds
+    assert ssh.dial_attempts == 180
 
 
 def test_the_device_plugin_is_released_for_nvidia_nodes_through_the_cluster(render) -> None:
@@ -257,9 +259,9 @@ def test_an_airgapped_site_must_name_its_mirrors_for_gpu_nodes(tmp_path) -> None
 
 
 def test_an_airgapped_gpu_site_reaches_for_nothing_outside(render, tmp_path) -> None:
-    """No step of an airgapped site (with Docker too) is told a place outside it: every URL in any step's
-    environment or any resource's inputs is the site's own mirror or address (the scripts'
-    own text aside: it is code, not where to fetch from)."""
+    """No step of an airgapped site (with Docker too) is told a place outside it: every URL in
+    any step's environment or any resource's inputs is the site's own mirror or address (the
+    scripts' own text aside: it is code, not where to fetch from)."""
     import re
 
     chart = tmp_path / "nvidia-device-plugin-0.17.0.tgz"

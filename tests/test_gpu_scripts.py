@@ -83,11 +83,16 @@ def test_the_driver_is_installed_and_loads_without_a_reboot(tmp_path) -> None:
 
 @pytest.mark.parametrize("why", ["reboot.needed", "nouveau.loaded"])
 def test_a_driver_that_needs_a_reboot_schedules_one(tmp_path, why) -> None:
-    node = Node(tmp_path).has(why)
+    node = Node(tmp_path).has(why, "ssh.service.active")
     result = driver(node)
     assert result.returncode == 0, result.stderr
     assert "rebooting in 5 s to load the NVIDIA driver" in result.stderr
     assert "systemd-run --quiet --on-active=5 /bin/systemctl reboot" in node.calls
+    # No new login reaches the old boot: sshd stops until the reboot (or a fallback timer).
+    assert "systemd-run --quiet --on-active=600 /bin/systemctl start ssh.service" in node.calls
+    units = (node.state / "systemctl.log").read_text().splitlines()
+    assert "systemctl stop ssh.service" in units
+    assert "systemctl stop ssh.socket" not in units  # not active here: left as it is
 
 
 def test_driver_install_on_another_os_fails_in_one_line(tmp_path) -> None:

@@ -5,7 +5,8 @@
 #   NVIDIA  the card must be on the PCI bus. When nvidia-smi already answers, nothing changes.
 #           With CONVECTHUB_INSTALL_DRIVER=true (Ubuntu): nouveau is blacklisted and the
 #           driver packages installed; when the module cannot load without one, a reboot is
-#           scheduled a few seconds after this script ends (the runtime step waits for it).
+#           scheduled a few seconds after this script ends and sshd stops taking new logins
+#           until then (the runtime step's connection keeps dialling until the node is back).
 #   Ascend  the NPU must be on the PCI bus and npu-smi must answer (the driver is never
 #           installed by this program: Ascend drivers come from Huawei's installer).
 # Drivers stay installed when the node is removed, like os-prep's packages.
@@ -26,6 +27,10 @@ if ! declare -F write_file >/dev/null; then
 fi
 
 readonly NOUVEAU_BLACKLIST=/etc/modprobe.d/convecthub-blacklist-nouveau.conf
+# sshd's units on Ubuntu (ssh.socket: socket-activated releases), and when they come back
+# should the scheduled reboot not happen.
+readonly SSH_UNITS=(ssh.socket ssh.service)
+readonly SSH_FALLBACK_SECONDS=600
 
 # on_pci_bus VENDOR_ID: whether a device of that PCI vendor (e.g. 10de) is present.
 on_pci_bus() {
@@ -67,10 +72,28 @@ nvidia() {
     fail "has installDriver: false, but nvidia-smi does not answer: install the NVIDIA driver on it, or set installDriver: true for it in convecthub:nodes"
   install_nvidia_driver
   if needs_reboot; then
-    say "rebooting in 5 s to load the NVIDIA driver"
-    systemd-run --quiet --on-active=5 /bin/systemctl reboot ||
-      fail "could not schedule the reboot the NVIDIA driver needs: reboot the node by hand, then run pulumi up again"
+    schedule_reboot
   fi
+}
+
+# schedule_reboot: reboot a few seconds after this script ends, and let no new SSH session in
+# before: the next step (gpu-runtime) would otherwise start on the old boot and be cut off by
+# the reboot. Stopping sshd leaves open sessions, this one included, running (its unit kills
+# only the listener); it starts again with the reboot, or by a timer should the reboot not
+# happen.
+schedule_reboot() {
+  say "rebooting in 5 s to load the NVIDIA driver; new SSH logins wait for the reboot"
+  systemd-run --quiet --on-active=5 /bin/systemctl reboot ||
+    fail "could not schedule the reboot the NVIDIA driver needs: reboot the node by hand, then run pulumi up again"
+  local unit active=()
+  for unit in "${SSH_UNITS[@]}"; do
+    if systemctl is-active --quiet "$unit"; then active+=("$unit"); fi
+  done
+  [ "${#active[@]}" -gt 0 ] || return 0
+  systemd-run --quiet --on-active="${SSH_FALLBACK_SECONDS}" /bin/systemctl start "${active[@]}" || true
+  for unit in "${active[@]}"; do
+    systemctl stop "$unit" || true
+  done
 }
 
 ascend() {
