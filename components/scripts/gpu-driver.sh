@@ -50,6 +50,8 @@ install_nvidia_driver() {
   fi
   local packages=("nvidia-headless-${branch}-server" "nvidia-utils-${branch}-server")
   say "installing ${packages[*]}"
+  timeout --kill-after=10 600 apt-get -q -o DPkg::Lock::Timeout=300 update >/dev/null ||
+    fail "apt-get update failed before installing the NVIDIA driver: check the node's apt sources (convecthub:os aptMirror)"
   DEBIAN_FRONTEND=noninteractive timeout --kill-after=10 1800 \
     apt-get -q -o DPkg::Lock::Timeout=300 -y install --no-install-recommends "${packages[@]}" >/dev/null ||
     fail "could not install ${packages[*]}: check the node's apt sources (convecthub:os aptMirror), or set convecthub:gpu driverVersion to a branch its Ubuntu release has"

@@ -3,8 +3,9 @@
 `SshCommandProvider` is a STAND-IN for the pulumi-command provider plugin, which cannot be
 installed here: under `pulumi.runtime.set_mocks`, each `command:remote:Command` runs its
 `create` (or `update`) over SSH, with its `stdin`, on the node its connection names, and
-answers with the real stdout/stderr, so one node's output flows into the next node's input
-exactly as under Pulumi; each `command:remote:CopyToRemote` copies its directory there as the
+answers with the real stdout/stderr (dialling again while the node cannot be logged in to, as
+the plugin does), so one node's output flows into the next node's input exactly as under
+Pulumi; each `command:remote:CopyToRemote` copies its directory there as the
 plugin's SFTP copy does (to `<remotePath>/<the directory's name>/`). `Deployment` stands in
 for the engine's state: a second `up` runs only resources whose inputs changed, resources gone
 from the program are deleted, and `destroy` runs every `delete` in reverse dependency order.
@@ -23,6 +24,7 @@ import shlex
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,9 @@ from tests.sandbox.ssh import SSH_OPTIONS
 COMMAND_TYPE = "command:remote:Command"
 COPY_TYPE = "command:remote:CopyToRemote"
 RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
+# pulumi-command's defaults for dialling a node.
+DIAL_ERROR_LIMIT = 10
+PER_DIAL_TIMEOUT = 15
 # What OpenSSH says when it never got to run the command.
 LOGIN_FAILURES = (
     "Permission denied",
@@ -86,25 +91,47 @@ def _key_file(private_key: str | None) -> Iterator[str | None]:
         os.unlink(handle.name)
 
 
+def redial_pauses() -> Iterator[float]:
+    """pulumi-command's pause before each new dial: 0.1 s, growing by half each time, at most
+    5 s (the pulumi SDK's retry.Until defaults)."""
+    pause = 0.1
+    while True:
+        yield pause
+        pause = min(pause * 1.5, 5.0)
+
+
 def ssh_run(connection: dict, command: str, stdin: str | None, label: str) -> tuple[str, str]:
-    """Run `command` over SSH as pulumi-command does (through the login shell, stdin piped);
-    stdout and stderr without their last newline."""
+    """Run `command` over SSH as pulumi-command does (through the login shell, stdin piped),
+    dialling again as it does while the node cannot be logged in to (the connection's
+    dialErrorLimit, default 10 errors; perDialTimeout, default 15 s); stdout and stderr
+    without their last newline."""
     user, host = connection.get("user", "root"), connection["host"]
     port = int(connection.get("port", 22))
+    error_limit = int(connection.get("dialErrorLimit", DIAL_ERROR_LIMIT))
+    dial_timeout = int(connection.get("perDialTimeout", PER_DIAL_TIMEOUT))
+    pauses = redial_pauses()
     with _key_file(connection.get("privateKey")) as key:
-        options = ["-p", str(port), *SSH_OPTIONS]
+        # OpenSSH keeps the first value given for an option: this ConnectTimeout wins.
+        options = ["-p", str(port), "-o", f"ConnectTimeout={dial_timeout}", *SSH_OPTIONS]
         if key:
             options += ["-i", key, "-o", "IdentitiesOnly=yes"]
-        result = subprocess.run(
-            ["ssh", *options, f"{user}@{host}", command],
-            input=stdin or "",
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-    stderr = result.stderr.removesuffix("\n")
-    last = stderr.splitlines()[-1] if stderr else ""
-    if result.returncode == 255 and any(sign in last for sign in LOGIN_FAILURES):
+        dials = 0
+        while True:
+            dials += 1
+            result = subprocess.run(
+                ["ssh", *options, f"{user}@{host}", command],
+                input=stdin or "",
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            stderr = result.stderr.removesuffix("\n")
+            last = stderr.splitlines()[-1] if stderr else ""
+            not_in = result.returncode == 255 and any(sign in last for sign in LOGIN_FAILURES)
+            if not not_in or (error_limit >= 0 and dials > error_limit):
+                break
+            time.sleep(next(pauses))
+    if not_in:
         raise CommandError(f"{label}: cannot log in to {user}@{host}:{port}: {last}")
     if result.returncode == 255:
         raise CommandError(
