@@ -29,7 +29,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def fleet() -> Iterator[SandboxFleet]:
     """node1..node3; node2 carries a stand-in GPU."""
-    with SandboxFleet(3, gpu_nodes=("node2",)) as booted:
+    with SandboxFleet(3, accelerators={"node2": "nvidia"}) as booted:
         yield booted
 
 
@@ -41,7 +41,12 @@ def sandbox_site(fleet: SandboxFleet, k3s_version: str = DEFAULT_K3S_VERSION) ->
     for arch in ("amd64", "arm64"):  # arm64 too: a test declares a node of the wrong arch
         bundle = build_bundle(fleet.work_dir / "k3s-bundle", k3s_version, arch)
     return {
-        "convecthub:ssh": {"user": SUDO_USER, "privateKeyFile": str(fleet.key_file)},
+        # Three dials, not pulumi-command's ten: the failure tests need not wait that long.
+        "convecthub:ssh": {
+            "user": SUDO_USER,
+            "privateKeyFile": str(fleet.key_file),
+            "dialAttempts": 3,
+        },
         "convecthub:nodes": [
             {"name": "master", "host": node1.address, "roles": ["server"], "iface": "host0"},
             {

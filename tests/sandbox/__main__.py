@@ -31,7 +31,7 @@ def demo_site(fleet: SandboxFleet) -> dict:
             "host": node.address,
             "roles": ["server"] if index == 0 else ["agent"],
         }
-        if node.gpu_standin:
+        if node.accelerator == "nvidia":
             # Its driver "came preinstalled": the sandbox's nvidia-smi stand-in answers.
             entry["gpu"] = {"vendor": "nvidia", "type": "A100", "installDriver": False}
         nodes.append(entry)
@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=3, choices=range(1, 10))
     args = parser.parse_args()
     try:
-        with SandboxFleet(args.nodes, gpu_nodes=("node2",)) as fleet:
+        with SandboxFleet(args.nodes, accelerators={"node2": "nvidia"}) as fleet:
             print(f"booted {args.nodes} node(s); running `up` (stand-in k3s)...", flush=True)
             with tempfile.TemporaryDirectory() as directory:
                 stack = Path(directory) / "Pulumi.sandbox.yaml"

@@ -15,16 +15,17 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.sandbox.accelerators import install_accelerator
 from tests.sandbox.ssh import SSH_OPTIONS
 
 HOST_APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
-# python3: the k3s stand-in's kubectl (tests/standins/k3s/kubectl.py) runs on the nodes.
+# python3: the k3s stand-in's kubectl (tests/standins/k3s/kubectl.py) runs on the nodes;
+# kmod: lsmod and modprobe, which gpu-driver.sh asks about the NVIDIA module.
 BASE_PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -34,9 +35,11 @@ BASE_PACKAGES = (
     "iproute2",
     "procps",
     "python3",
+    "kmod",
 )
 SUITE = "bookworm"
 CACHE_DIR = Path(os.environ.get("CONVECTHUB_SANDBOX_CACHE", "/var/tmp/convecthub-sandbox-cache"))
+KEEP_BOOTED = Path(__file__).with_name("keep-booted.sh")
 SUDO_USER = "convect"  # a non-root login with passwordless sudo, as the seeds ask for
 REQUIRED_TOOLS = ("mmdebstrap", "systemd-nspawn", "apt-cacher-ng", "ssh", "ssh-keygen", "ip")
 
@@ -101,7 +104,7 @@ class SandboxNode:
     address: str
     directory: Path
     pid: int | None = None
-    gpu_standin: bool = False
+    accelerator: str | None = None  # tests/sandbox/accelerators.py: what it plays
 
     @property
     def root(self) -> Path:
@@ -110,13 +113,14 @@ class SandboxNode:
 
 @dataclass
 class SandboxFleet:
-    """`with SandboxFleet(3) as fleet:` boots node1..node3 at .11, .12, .13 of `subnet`."""
+    """`with SandboxFleet(3) as fleet:` boots node1..node3 at .11, .12, .13 of `subnet`;
+    `accelerators={"node2": "nvidia"}` gives a node the stand-ins of one (accelerators.py)."""
 
     count: int = 3
     subnet: str = "10.213.77.0/24"
     bridge: str = "chsb0"
     work_dir: Path = field(default_factory=lambda: CACHE_DIR / "run")
-    gpu_nodes: tuple[str, ...] = ()
+    accelerators: dict[str, str] = field(default_factory=dict)
     nodes: list[SandboxNode] = field(default_factory=list)
     key_file: Path = field(init=False)
     _apt_cache_pid: int | None = None
@@ -169,7 +173,7 @@ class SandboxFleet:
                 name=f"node{index}",
                 address=str(network.network_address + 10 + index),
                 directory=self.work_dir / f"node{index}",
-                gpu_standin=f"node{index}" in self.gpu_nodes,
+                accelerator=self.accelerators.get(f"node{index}"),
             )
             self.nodes.append(node)
             self._boot(node, base)
@@ -320,11 +324,13 @@ class SandboxFleet:
         # A swap entry like a stock Ubuntu install has, for os-prep to turn off and restore.
         with (node.root / "etc" / "fstab").open("a") as fstab:
             fstab.write("/swap.img\tnone\tswap\tsw\t0\t0\n")
-        if node.gpu_standin:
-            install_gpu_standin(node.root)
+        if node.accelerator:
+            install_accelerator(node.root, node.accelerator)
         console = (node.directory / "console.log").open("w")
+        # nspawn ends when the node reboots; keep-booted.sh starts it again, as firmware would.
         process = subprocess.Popen(
             [
+                str(KEEP_BOOTED),
                 "systemd-nspawn",
                 "--quiet",
                 "--boot",
@@ -397,43 +403,3 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-GPU_STANDIN_DEVICE = "0000:3b:00.0 0302: 10de:20b0 (rev a1)"
-
-
-def install_gpu_standin(root: Path) -> None:
-    """STAND-INs for what a GPU node has and this machine cannot: `lspci` showing one NVIDIA
-    A100, the driver's `nvidia-smi` (as on a node whose driver came preinstalled), and the
-    NVIDIA container toolkit as an installed package whose runtime only says it is one."""
-    bin_dir = root / "usr/local/bin"
-    scripts = {
-        "lspci": f"echo '{GPU_STANDIN_DEVICE}'\n",
-        "nvidia-smi": (
-            'case "${1:-}" in\n'
-            '  -L) echo "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-00000000-stand-in)" ;;\n'
-            '  --query-gpu=driver_version) echo "550.127.05" ;;\n'
-            '  *) echo "nvidia-smi stand-in: unsupported: $*" >&2; exit 2 ;;\n'
-            "esac\n"
-        ),
-    }
-    for name, body in scripts.items():
-        standin = bin_dir / name
-        standin.write_text(
-            f"#!/bin/sh\n# STAND-IN for {name} (convecthub sandbox): no GPU exists here.\n{body}"
-        )
-        standin.chmod(0o755)
-    with tempfile.TemporaryDirectory() as directory:
-        package = Path(directory) / "nvidia-container-toolkit"
-        (package / "DEBIAN").mkdir(parents=True)
-        (package / "DEBIAN" / "control").write_text(
-            "Package: nvidia-container-toolkit\nVersion: 0.0.0-standin\nArchitecture: all\n"
-            "Maintainer: convecthub sandbox <sandbox@localhost>\n"
-            "Description: STAND-IN for the NVIDIA container toolkit (no GPU exists here)\n"
-        )
-        runtime = package / "usr" / "bin" / "nvidia-container-runtime"
-        runtime.parent.mkdir(parents=True)
-        runtime.write_text("#!/bin/sh\n# STAND-IN for nvidia-container-runtime\nexit 1\n")
-        runtime.chmod(0o755)
-        run("dpkg-deb", "--root-owner-group", "--build", str(package), f"{package}.deb")
-        run("dpkg", f"--root={root}", "--force-script-chrootless", "-i", f"{package}.deb")

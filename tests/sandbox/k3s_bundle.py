@@ -41,4 +41,6 @@ def airgapped_gpu_settings(gateway: str, directory: Path) -> dict:
         "toolkitRepository": f"http://{gateway}:3142/nvidia-container-toolkit",
         "toolkitKeyUrl": f"http://{gateway}:3142/nvidia-container-toolkit/gpgkey",
         "devicePlugin": {"chartFile": str(standin_device_plugin_chart(directory))},
+        # Never pulled: the sandbox's cluster is a stand-in without pods.
+        "ascendDevicePlugin": {"image": f"{gateway}:5000/ascend-k8sdeviceplugin:v6.0.0"},
     }
