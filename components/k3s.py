@@ -39,6 +39,9 @@ API_PORT = 6443
 # With a registry node, every node mirrors every registry through k3s's embedded mirror.
 EVERY_REGISTRY = "*"
 
+# With it on some nodes, k3s's ServiceLB binds LoadBalancer ports (the hub's) on those only.
+SERVICE_LB_LABEL = "svccontroller.k3s.cattle.io/enablelb"
+
 
 def api_server_url(address: str) -> str:
     """https://address:6443, with an IPv6 address in brackets."""
@@ -153,17 +156,20 @@ def accelerator_labels(node: Node) -> dict[str, str]:
     return labels
 
 
-def node_labels(node: Node) -> dict[str, str]:
-    """Every label the node gets: the accelerator labels, then its own (which win)."""
-    return {**accelerator_labels(node), **node.labels}
+def node_labels(node: Node, binds_service_ports: bool = False) -> dict[str, str]:
+    """Every label the node gets: the accelerator labels, then its own (which win); on the
+    node that binds LoadBalancer ports (the first server: the hub's), ServiceLB's label."""
+    ports = {SERVICE_LB_LABEL: "true"} if binds_service_ports else {}
+    return {**ports, **accelerator_labels(node), **node.labels}
 
 
-def membership_env(node: Node, settings: K3sSettings) -> dict[str, str]:
+def membership_env(
+    node: Node, settings: K3sSettings, binds_service_ports: bool = False
+) -> dict[str, str]:
+    labels = node_labels(node, binds_service_ports)
     return {
         "CONVECTHUB_NODE_NAME": node.name,
-        "CONVECTHUB_LABELS": "\n".join(
-            f"{key}={value}" for key, value in node_labels(node).items()
-        ),
+        "CONVECTHUB_LABELS": "\n".join(f"{key}={value}" for key, value in labels.items()),
         "CONVECTHUB_TAINTS": "\n".join(str(taint) for taint in node.taints),
         "CONVECTHUB_READY_TIMEOUT": str(settings.ready_timeout_seconds),
         "CONVECTHUB_DRAIN_TIMEOUT": str(settings.drain_timeout_seconds),
@@ -216,7 +222,8 @@ class _K3sNode(pulumi.ComponentResource):
             ),
         )
         membership_step = ScriptStep(
-            MEMBERSHIP_SCRIPT, env=membership_env(args.node, args.settings)
+            MEMBERSHIP_SCRIPT,
+            env=membership_env(args.node, args.settings, binds_service_ports=args.role.first),
         )
         first = args.first_server
         self.membership = script_command(

@@ -6,7 +6,8 @@ docker        per node that wants Docker, after its OS prep and GPU layer (k3s n
 K3sServer     per server, one after another: server n joins once server n-1 is Ready
 K3sAgent      per agent, all in parallel once the servers are up
 kubernetes    provider from the first server's kubeconfig, for the layers above the cluster:
-              the NVIDIA and Ascend device plugins, once their nodes are labelled
+              the NVIDIA and Ascend device plugins, once their nodes are labelled, and
+HubPlatform   ConvectHub (the JupyterHub chart) on the master's ports, after all of that
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from components.device_plugin import nvidia_device_plugin
 from components.docker import DockerEngine, DockerSite
 from components.fleet_hosts import fleet_hosts
 from components.gpu import GpuNode, GpuNodeArgs
+from components.hub import HubPlatform, HubPlatformArgs
 from components.k3s import K3sAgent, K3sNodeArgs, K3sRole, K3sServer, api_server_url
 from components.node import BareMetalNode, BareMetalNodeArgs
 from stacks.site_model import Node, Site
@@ -45,6 +47,7 @@ class Cluster:
     kubernetes: kubernetes.Provider
     device_plugin: helm.Release | None  # when the site has NVIDIA GPUs
     ascend_device_plugin: kubernetes.apps.v1.DaemonSet | None  # when it has Ascend NPUs
+    hub: HubPlatform
 
     def summary(self) -> pulumi.Output[dict]:
         """Per node: role, address, arch and what the preflight found."""
@@ -196,6 +199,17 @@ def build_cluster(site: Site) -> Cluster:
         image = site.gpu.ascend_device_plugin.image
         assert image is not None  # stacks/config.py requires it with Ascend nodes
         ascend_plugin = ascend_device_plugin(image, provider, ascend_members)
+    plugins = [plugin for plugin in (device_plugin, ascend_plugin) if plugin is not None]
+    hub = HubPlatform(
+        "hub",
+        HubPlatformArgs(
+            settings=site.hub,
+            nodes=site.nodes,
+            first_server=first,
+            provider=provider,
+            after=[*(member.membership for member in members.values()), *plugins],
+        ),
+    )
     return Cluster(
         site=site,
         nodes=nodes,
@@ -208,4 +222,5 @@ def build_cluster(site: Site) -> Cluster:
         kubernetes=provider,
         device_plugin=device_plugin,
         ascend_device_plugin=ascend_plugin,
+        hub=hub,
     )

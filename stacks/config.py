@@ -21,8 +21,11 @@ from pydantic import BaseModel, ValidationError
 
 from components.airgap import AirgapBundle
 from stacks.site_model import DockerSettings, GpuSettings, Site
+from stacks.values_file import read_values_file
 
 NAMESPACE = "convecthub"
+# The host ports k3s's packaged Traefik takes on every node (its ServiceLB service).
+TRAEFIK_PORTS = (80, 443)
 SECRET_PLACEHOLDER = "[secret]"
 
 
@@ -238,11 +241,43 @@ def _item_type(annotation: object) -> object:
 
 
 def _check_hub(site: Site) -> None:
-    if site.hub.http_port == site.hub.https_port:
+    hub = site.hub
+    if hub.http_port == hub.https_port:
         raise ConfigError(
             key_path(["hub", "httpsPort"]),
-            f"httpPort and httpsPort are both {site.hub.https_port}: serve HTTP and HTTPS "
+            f"httpPort and httpsPort are both {hub.https_port}: serve HTTP and HTTPS "
             "on different ports, e.g. 80 and 443",
+        )
+    if "traefik" not in site.k3s.disable:
+        for key, port in (("httpPort", hub.http_port), ("httpsPort", hub.https_port)):
+            if port in TRAEFIK_PORTS:
+                raise ConfigError(
+                    key_path(["hub", key]),
+                    f"{port} is taken by k3s's Traefik, which k3s.disable leaves on: add "
+                    "traefik to k3s.disable (the hub has its own proxy), or serve the hub on "
+                    "other ports, e.g. 9000 and 9443",
+                )
+    if site.registry.bundle_dir is not None and hub.chart_file is None:
+        raise ConfigError(
+            key_path(["hub", "chartFile"]),
+            "the site is airgapped (registry.bundleDir) but the JupyterHub chart would come "
+            f"from {hub.repository}: `helm pull jupyterhub --repo {hub.repository} --version "
+            f"{hub.chart_version}` where there is internet and set chartFile to the .tgz",
+        )
+    if hub.values_file is not None:
+        try:
+            read_values_file(hub.values_file)
+        except ValueError as problem:
+            raise ConfigError(
+                key_path(["hub", "valuesFile"]),
+                f"{hub.values_file} {problem}: fix the file, or point valuesFile elsewhere",
+            ) from None
+    if (hub.tls.certificate is None) != (hub.tls.key is None):
+        missing = "key" if hub.tls.key is None else "certificate"
+        raise ConfigError(
+            key_path(["hub", "tls", missing]),
+            "a certificate and its key go together: set both (as secrets), or neither for a "
+            "self-signed certificate",
         )
 
 

@@ -43,3 +43,7 @@ def run() -> None:
     pulumi.export("nodes", cluster.summary())
     pulumi.export("apiServer", cluster.api_server)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
+    pulumi.export("hubUrls", cluster.hub.urls)
+    if cluster.hub.admin_password is not None:
+        pulumi.export("hubAdminUsers", list(loaded.site.hub.admin_users))
+        pulumi.export("hubAdminPassword", pulumi.Output.secret(cluster.hub.admin_password))

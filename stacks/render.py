@@ -15,10 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pulumi
+from google.protobuf import struct_pb2
 from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import run_in_stack, wait_for_rpcs
 
 from components.connection import login_user
+from components.hub import CERTIFICATE_SCRIPT
 from components.node import FACT_FIELDS, FACTS_SCRIPT
 from components.remote_script import SECRET_MASK
 from stacks import program
@@ -27,6 +29,7 @@ from stacks.stackfile import StackFile
 
 COMMAND_TYPE = "command:remote:Command"
 RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
+RANDOM_ID_TYPE = "random:index/randomId:RandomId"
 COMPONENT_PREFIX = "convecthub:infra:"
 
 
@@ -37,8 +40,8 @@ def placeholder_facts(node_name: str) -> dict[str, str]:
 
 class StandInProviders(pulumi.runtime.Mocks):
     """Stand-in for every provider: a resource's state is its inputs; a facts step's stdout
-    is `placeholder_facts` of its node, any other command prints `<name.stdout>`, and a
-    generated password is `<generated>`."""
+    is `placeholder_facts` of its node, the hub's certificate step a placeholder pair, any other
+    command prints `<name.stdout>`, and a generated password or id is `<generated>`."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
@@ -46,15 +49,39 @@ class StandInProviders(pulumi.runtime.Mocks):
         if args.typ == COMMAND_TYPE:
             if create.endswith(f"# {FACTS_SCRIPT}"):
                 stdout = json.dumps(placeholder_facts(args.name.removesuffix("-facts")))
+            elif create.endswith(f"# {CERTIFICATE_SCRIPT}"):
+                stdout = json.dumps({"certificate": "<certificate>", "key": "<key>"})
             else:
                 stdout = f"<{args.name}.stdout>"
             state.update(stdout=stdout, stderr="")
         elif args.typ == RANDOM_PASSWORD_TYPE:
             state["result"] = "<generated>"
+        elif args.typ == RANDOM_ID_TYPE:
+            state.update({name: "<generated>" for name in ("hex", "b64_std", "b64_url", "dec")})
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         return {}, []
+
+
+def deserialize_keeping_nested_secrets(struct: struct_pb2.Struct) -> dict:
+    """A registration's properties, each secret kept where it sits. (The SDK's
+    deserialize_properties makes a whole property secret when anything inside it is: a chart's
+    values would show as one "[secret]" for the one password among them.)"""
+
+    def value_of(value: object) -> object:
+        if rpc._is_rpc_struct_secret(value):
+            return rpc.wrap_rpc_secret(value_of(value["value"]))  # type: ignore[index]
+        if isinstance(value, struct_pb2.Struct):
+            if rpc._special_sig_key in value:  # an asset, archive or resource reference
+                return rpc.deserialize_property(value)
+            return {key: value_of(item) for key, item in value.items()}
+        if isinstance(value, struct_pb2.ListValue):
+            return [value_of(item) for item in value]
+        return rpc.deserialize_property(value)
+
+    properties = {key: value_of(value) for key, value in struct.items()}
+    return {key: value for key, value in properties.items() if value is not None}
 
 
 def map_secrets(value: object, on_secret: Callable[[object], object]) -> object:
@@ -97,7 +124,7 @@ class RecordingMonitor(mocks.MockMonitor):
             "name": request.name,
             "parent": request.parent or None,
             "dependencies": sorted(dependencies),
-            "inputs": mask_secrets(rpc.deserialize_properties(request.object)),
+            "inputs": mask_secrets(deserialize_keeping_nested_secrets(request.object)),
         }
         if request.provider:  # an explicit provider, e.g. the cluster's: "<urn>::<id>"
             resource["provider"] = request.provider.rsplit("::", 1)[0]
@@ -223,7 +250,24 @@ def format_text(rendering: Rendering) -> str:
                 lines.append("       (beside k3s: neither waits for the other)")
             for name, value in sorted(step["env"].items()):
                 lines.append(f"       {name}={_one_line(value)}")
+    lines += _hub_lines(rendering)
     return "\n".join(lines)
+
+
+def _hub_lines(rendering: Rendering) -> list[str]:
+    """The hub: its chart, where it answers, its certificate and profiles."""
+    hub = next(iter(rendering.components("HubPlatform").values()), None)
+    if hub is None:
+        return []
+    outputs = rendering.outputs.get(hub["urn"], {})
+    urls = outputs.get("urls", {})
+    return [
+        "",
+        f"hub  {outputs.get('chart')}, namespace {outputs.get('namespace')}",
+        f"  {urls.get('https')}  (and {urls.get('http')}, which redirects there)",
+        f"  certificate: {outputs.get('certificate')}",
+        f"  profiles: {', '.join(outputs.get('profiles', []))}",
+    ]
 
 
 def _steps_of(rendering: Rendering, component: dict | None) -> list[dict]:

@@ -471,7 +471,9 @@ class K3sSettings(Strict):
         default=None, description="Cluster join token (seed's convect_token); generated if unset."
     )
     disable: list[Literal[K3S_COMPONENTS]] = Field(  # type: ignore[valid-type]
-        default=[], description="Packaged components the servers do not deploy."
+        default=["traefik"],
+        description="Packaged components the servers do not deploy. Traefik by default: the "
+        "hub brings its own proxy and takes the master's HTTP(S) ports.",
     )
     server_config: dict[K3sFlag, K3sValue] = Field(
         default={}, description="Further config.yaml options for servers, e.g. kubelet-arg."
@@ -580,9 +582,65 @@ class GpuSettings(Strict):
     ascend_device_plugin: AscendDevicePluginSettings = AscendDevicePluginSettings()
 
 
+def _check_values_file(value: str) -> str:
+    path = Path(os.path.expanduser(value))
+    if not path.is_file():
+        raise _fail(
+            "values_file",
+            f"{str(path)!r} is not a file on this machine: point it at the site's JupyterHub "
+            "chart values (the seed's jhub_config_path)",
+        )
+    return str(path.resolve())
+
+
+class HubTls(Strict):
+    """The hub's certificate; unset, a self-signed one is made for the site."""
+
+    certificate: SecretStr | None = Field(
+        default=None, description="PEM certificate (with its chain) the hub serves over HTTPS."
+    )
+    key: SecretStr | None = Field(default=None, description="Its PEM private key; secret.")
+
+
 class HubSettings(Strict):
-    http_port: Port = 80
-    https_port: Port = 443
+    """ConvectHub, the JupyterHub chart (zero-to-jupyterhub), on the cluster (`convecthub:hub`)."""
+
+    http_port: Port = Field(default=80, description="HTTP port on the master (seed's http_port).")
+    https_port: Port = Field(default=443, description="HTTPS port on the master (https_port).")
+    chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")] = Field(
+        default="4.3.3", description="Version of the JupyterHub Helm chart."
+    )
+    repository: Url = Field(
+        default="https://hub.jupyter.org/helm-chart/",
+        description="Helm repository of the chart (or the site's mirror).",
+    )
+    chart_file: ChartFile | None = Field(
+        default=None, description="Airgapped: the chart's .tgz on the provisioner, instead."
+    )
+    namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = "convecthub"
+    timeout_seconds: Annotated[int, Field(ge=60, le=7200)] = Field(
+        default=900, description="How long the release may take to become ready."
+    )
+    hosts: list[Address] = Field(
+        default=[],
+        description="Names the hub is reached by besides the master's address (they go into "
+        "the self-signed certificate).",
+    )
+    tls: HubTls = HubTls()
+    authenticator_class: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]+$")] = Field(
+        default="shared-password",
+        description="JupyterHub's authenticator_class; with shared-password (the default) the "
+        "admin users log in with a generated password (stack output hubAdminPassword).",
+    )
+    admin_users: list[Annotated[str, Field(pattern=r"^[^\s]+$")]] = Field(default=["admin"])
+    values_file: Annotated[str, AfterValidator(_check_values_file)] | None = Field(
+        default=None,
+        description="The site's own chart values (the seed's jhub_config_path), merged over the "
+        "program's: where both set a key, the site's wins.",
+    )
+    values: dict[str, JsonValue] = Field(
+        default={}, description="Further chart values, merged over the values file's."
+    )
 
 
 class Site(Strict):

@@ -137,6 +137,19 @@ BAD_INPUTS: list[tuple[str, Mutation, str]] = [
         "HTTPS on different ports, e.g. 80 and 443",
     ),
     (
+        "Traefik left on, hub on its ports",
+        lambda v: v.update(k3s={"disable": []}),
+        "convecthub:hub.httpPort: 80 is taken by k3s's Traefik, which k3s.disable leaves on: "
+        "add traefik to k3s.disable (the hub has its own proxy), or serve the hub on other "
+        "ports, e.g. 9000 and 9443",
+    ),
+    (
+        "a hub certificate without its key",
+        lambda v: v.update(hub={"tls": {"certificate": "PEM"}}),
+        "convecthub:hub.tls.key: a certificate and its key go together: set both (as "
+        "secrets), or neither for a self-signed certificate",
+    ),
+    (
         "unknown key in a node",
         lambda v: node(v, 1).update(hots="10.0.0.1"),
         "convecthub:nodes[1].hots: unknown key 'hots': did you mean 'host'? the keys here are "

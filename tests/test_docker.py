@@ -145,10 +145,11 @@ def test_docker_config_errors_name_the_key(values, message) -> None:
 
 
 def test_an_airgapped_site_must_name_its_docker_mirror(tmp_path) -> None:
-    from tests.test_k3s import make_bundle
+    from tests.test_k3s import make_bundle, make_hub_chart
 
     values = docker_site()
     values["registry"] = {"bundleDir": str(make_bundle(tmp_path / "bundle"))}
+    values["hub"] = {"chartFile": str(make_hub_chart(tmp_path / "charts"))}
     values["gpu"] = {
         "toolkitRepository": "http://mirror.site/nvidia",
         "toolkitKeyUrl": "http://mirror.site/nvidia/gpgkey",

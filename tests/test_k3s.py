@@ -60,6 +60,14 @@ def make_bundle(directory: Path, arches=("amd64",)) -> Path:
     return directory
 
 
+def make_hub_chart(directory: Path) -> Path:
+    """A stand-in for the JupyterHub chart's .tgz an airgapped site names (never opened)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    chart = directory / "jupyterhub-4.3.3.tgz"
+    chart.write_bytes(b"stand-in chart archive")
+    return chart
+
+
 def install_env(rendering, node: str) -> dict[str, str]:
     """The install step's environment as the render describes it (the token masked)."""
     component = resources_by_name(rendering)[f"{node}-k3s"]
@@ -91,6 +99,7 @@ def test_config_of_the_first_of_several_servers() -> None:
         "token-file": "/etc/rancher/k3s/cluster-token",
         "cluster-init": True,
         "tls-san": ["10.0.0.100"],
+        "disable": ["traefik"],  # the default: the hub has its own proxy on the master's ports
         "write-kubeconfig-mode": "0600",
     }
 
@@ -98,7 +107,7 @@ def test_config_of_the_first_of_several_servers() -> None:
 def test_config_of_a_joining_server_with_extra_options() -> None:
     values = ha_site()
     values["k3s"].update(
-        disable=["traefik"],
+        disable=["traefik", "servicelb"],
         serverConfig={"tls-san": ["hub.example.com", "10.0.0.100"], "kubelet-arg": ["a=b"]},
     )
     site = site_model(values)
@@ -116,7 +125,7 @@ def test_config_of_a_joining_server_with_extra_options() -> None:
         "server": "https://192.168.1.1:6443",
         "token-file": "/etc/rancher/k3s/cluster-token",
         "tls-san": ["10.0.0.100", "hub.example.com"],
-        "disable": ["traefik"],
+        "disable": ["traefik", "servicelb"],
         "write-kubeconfig-mode": "0600",
         "kubelet-arg": ["a=b"],
     }
@@ -210,6 +219,7 @@ def test_single_server_site(render) -> None:
         "node-name": "master",
         "node-ip": "10.0.0.10",
         "token-file": "/etc/rancher/k3s/cluster-token",
+        "disable": ["traefik"],
         "write-kubeconfig-mode": "0600",
     }
     assert yaml.safe_load(worker["CONVECTHUB_K3S_CONFIG"])["server"] == "https://10.0.0.10:6443"
@@ -329,6 +339,7 @@ def test_accelerator_labels_come_first_and_the_node_own_labels_win(gpu, labels, 
 def airgap_site(bundle: Path, registry_node: bool) -> dict:
     values = ha_site(servers=1, agents=2)
     values["registry"] = {"bundleDir": str(bundle)}
+    values["hub"] = {"chartFile": str(make_hub_chart(bundle.parent / "charts"))}
     if registry_node:
         values["nodes"][0]["roles"] = ["server", "registry"]
     return values

@@ -52,6 +52,14 @@ def test_dev_stack_renders_as_json() -> None:
         ("command:remote:Command", "local-k3s-install"),
         ("command:remote:Command", "local-k3s-kubeconfig"),
         ("command:remote:Command", "local-k3s-membership"),
+        ("convecthub:infra:HubPlatform", "hub"),
+        ("command:remote:Command", "hub-certificate"),
+        ("kubernetes:core/v1:Namespace", "hub-namespace"),
+        ("kubernetes:core/v1:Service", "hub-entry"),
+        ("kubernetes:helm.sh/v3:Release", "convecthub"),
+        ("random:index/randomId:RandomId", "hub-cookie-secret"),
+        ("random:index/randomId:RandomId", "hub-proxy-token"),
+        ("random:index/randomPassword:RandomPassword", "hub-admin-password"),
         ("pulumi:providers:kubernetes", "cluster"),
         ("random:index/randomPassword:RandomPassword", "k3s-token"),
     ]
@@ -62,7 +70,10 @@ def test_dev_stack_renders_as_json() -> None:
     assert [name_of(u) for u in by_name["local-os-prep"]["dependencies"]] == ["local-facts"]
     assert by_name["local-k3s"]["parent"] == by_name["local"]["urn"]
     for resource in graph["resources"]:
-        assert set(resource) == {"urn", "type", "name", "parent", "dependencies", "inputs"}
+        keys = {"urn", "type", "name", "parent", "dependencies", "inputs"}
+        # Resources on the cluster name the provider built from the kubeconfig.
+        assert set(resource) - {"provider"} == keys
+        assert resource.get("provider", by_name["cluster"]["urn"]) == by_name["cluster"]["urn"]
     stdin = by_name["local-os-prep"]["inputs"]["stdin"]
     assert "export CONVECTHUB_SET_HOSTNAME=false\n" in stdin
     assert graph["outputs"]["nodes"]["local"]["role"] == "server"
@@ -73,7 +84,7 @@ def test_dev_stack_renders_its_steps_as_text() -> None:
     assert result.returncode == 0, result.stderr
     text = result.stdout
     assert text.splitlines()[0] == (
-        "convecthub / dev: 1 node(s), 5 remote command(s), 10 resource(s)"
+        "convecthub / dev: 1 node(s), 6 remote command(s), 18 resource(s)"
     )
     steps = [
         "1. facts      node-facts.sh",

@@ -12,7 +12,7 @@ from stacks.site_model import DEFAULT_K3S_VERSION
 from stacks.stackfile import StackFile, read_stack_file
 from tests.sandbox.deployment import Deployment
 from tests.sandbox.fleet import SUDO_USER, SandboxFleet, unavailable_reason
-from tests.sandbox.k3s_bundle import airgapped_gpu_settings, build_bundle
+from tests.sandbox.k3s_bundle import airgapped_gpu_settings, build_bundle, standin_hub_chart
 
 NODE_NAMES = ("master", "worker1", "worker2")
 
@@ -62,6 +62,7 @@ def sandbox_site(fleet: SandboxFleet, k3s_version: str = DEFAULT_K3S_VERSION) ->
         "convecthub:os": {"aptProxy": fleet.apt_proxy, "ntpServers": [fleet.gateway]},
         "convecthub:k3s": {"version": k3s_version},
         "convecthub:gpu": airgapped_gpu_settings(fleet.gateway, fleet.work_dir),
+        "convecthub:hub": {"chartFile": str(standin_hub_chart(fleet.work_dir))},
         "convecthub:registry": {
             "bundleDir": str(bundle),
             "mirrors": {"docker.io": [f"http://{fleet.gateway}:5000"]},

@@ -59,7 +59,7 @@ def first_up(names=NODE_NAMES) -> list[tuple[str, str]]:
     gpu = [("create", f"worker1-gpu-{step}") for step in ("driver", "runtime")]
     return sorted(
         [("create", f"{n}-{step}") for n in names for step in steps]
-        + [("create", "master-k3s-kubeconfig")]
+        + [("create", "master-k3s-kubeconfig"), ("create", "hub-certificate")]
         + (gpu if "worker1" in names else [])
     )
 
@@ -115,6 +115,14 @@ def test_a_three_node_site_comes_up(fleet, deployment, stack_file) -> None:
     assert summary["worker2"]["os"] == {"id": "debian", "version": "12"}
     assert outputs["kubeconfig"] == "[secret]"
     assert outputs["apiServer"] == f"https://{addresses['master']}:6443"
+    # The hub's self-signed certificate, made on the master for its address.
+    assert outputs["hubUrls"]["https"] == f"https://{addresses['master']}/"
+    assert outputs["hubAdminPassword"] == "[secret]"
+    names = fleet.sh(
+        by_name(fleet, "master"),
+        "sudo openssl x509 -noout -ext subjectAltName -in /var/lib/convecthub/hub-tls/tls.crt",
+    )
+    assert names.splitlines()[-1].strip() == f"IP Address:{addresses['master']}"
 
 
 def test_the_site_becomes_a_k3s_cluster(fleet, deployment, stack_file) -> None:
@@ -297,7 +305,7 @@ def test_destroy_leaves_every_node_clean(fleet, deployment, stack_file) -> None:
             for n in NODE_NAMES
             for step in ("os-prep", "k3s-install", "k3s-membership")
         ]
-        + [("delete", "worker1-gpu-runtime")]
+        + [("delete", "worker1-gpu-runtime"), ("delete", "hub-certificate")]
     )
     order = [key.split("::")[1] for _, key in deployment.commands]
     for name in NODE_NAMES:  # drained and deleted from the cluster, then uninstalled

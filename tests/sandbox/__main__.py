@@ -20,7 +20,7 @@ from stacks.site_model import DEFAULT_K3S_VERSION
 from stacks.stackfile import read_stack_file
 from tests.sandbox.deployment import CommandError, Deployment
 from tests.sandbox.fleet import SUDO_USER, SandboxFleet, SandboxUnavailableError
-from tests.sandbox.k3s_bundle import airgapped_gpu_settings, build_bundle
+from tests.sandbox.k3s_bundle import airgapped_gpu_settings, build_bundle, standin_hub_chart
 
 
 def demo_site(fleet: SandboxFleet) -> dict:
@@ -45,6 +45,7 @@ def demo_site(fleet: SandboxFleet) -> dict:
                 "bundleDir": str(build_bundle(fleet.work_dir / "k3s-bundle", DEFAULT_K3S_VERSION))
             },
             "convecthub:gpu": airgapped_gpu_settings(fleet.gateway, fleet.work_dir),
+            "convecthub:hub": {"chartFile": str(standin_hub_chart(fleet.work_dir))},
         }
     }
 

@@ -11,7 +11,7 @@ for the engine's state: a second `up` runs only resources whose inputs changed, 
 from the program are deleted, and `destroy` runs every `delete` in reverse dependency order.
 Like `pulumi up --target`, a deployment may be limited to some resources (`targets`): the
 others are registered by the program but neither run nor kept in the state. A generated
-password (pulumi-random) is made here, once, and kept.
+password or id (pulumi-random) is made here, once, and kept.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from tests.sandbox.ssh import SSH_OPTIONS
 COMMAND_TYPE = "command:remote:Command"
 COPY_TYPE = "command:remote:CopyToRemote"
 RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
+RANDOM_ID_TYPE = "random:index/randomId:RandomId"
 # pulumi-command's defaults for dialling a node.
 DIAL_ERROR_LIMIT = 10
 PER_DIAL_TIMEOUT = 15
@@ -194,6 +195,8 @@ class SshCommandProvider(pulumi.runtime.Mocks):
             return f"{args.name}-id", outputs
         if args.typ == RANDOM_PASSWORD_TYPE:
             outputs["result"] = secrets.token_hex(int(inputs.get("length", 32)) // 2)
+        if args.typ == RANDOM_ID_TYPE:
+            outputs["hex"] = secrets.token_hex(int(inputs.get("byteLength", 8)))
         if args.typ == COPY_TYPE:
             # The engine diffs an archive by its content, not its path.
             inputs["source"]["hash"] = directory_hash(inputs["source"]["archive"])

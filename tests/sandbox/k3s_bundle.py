@@ -34,6 +34,15 @@ def standin_device_plugin_chart(directory: Path) -> Path:
     return chart
 
 
+def standin_hub_chart(directory: Path) -> Path:
+    """A STAND-IN for the JupyterHub chart's archive an airgapped site names (never opened:
+    the sandbox's cluster is a stand-in without an API server to release it to)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    chart = directory / "jupyterhub-standin.tgz"
+    chart.write_bytes(b"stand-in chart archive, never opened\n")
+    return chart
+
+
 def airgapped_gpu_settings(gateway: str, directory: Path) -> dict:
     """`convecthub:gpu` for the sandbox: the GPU node's toolkit is a preinstalled stand-in, so
     the mirror named here (as an airgapped site must) is never asked."""

@@ -1,0 +1,327 @@
+"""HubPlatform: ConvectHub, the JupyterHub Helm chart (zero-to-jupyterhub), on the cluster,
+answering on the master's `hub.httpPort` / `hub.httpsPort`.
+
+  namespace    `hub.namespace` (default convecthub)
+  secrets      cookie secret and proxy token (pulumi_random, kept in the state, secret), and
+               with the shared-password authenticator the admins' password
+  certificate  the site's (`hub.tls`), else a self-signed one made once on the first server
+               (hub-certificate.sh) for its address and `hub.hosts`
+  release      the chart from its repository or `hub.chartFile`, atomic, with the program's
+               values, the site's values file and `hub.values` merged over them (theirs win)
+  entry        a LoadBalancer Service on the proxy's ports: k3s's ServiceLB binds httpPort
+               and httpsPort on the nodes labelled for it (the first server); the chart's own
+               proxy-public Service stays inside the cluster
+
+Traefik: k3s's packaged Traefik would take 80 and 443 on every node, so it is off by default
+(`k3s.disable`); a site that keeps it serves the hub on other ports (stacks/config.py checks).
+Profiles come from the fleet: one per kind of node (CPU, each GPU or NPU type), per resource
+group (the nodes' `org` label), each with the node selector and accelerator limits it needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+import pulumi_random as random
+from pulumi_kubernetes.helm import v3 as helm
+
+from components.k3s import accelerator_labels
+from components.node import BareMetalNode
+from components.remote_script import ScriptStep, script_command
+from stacks.site_model import HubSettings, Node
+from stacks.values_file import read_values_file
+
+RELEASE_NAME = "convecthub"
+CHART = "jupyterhub"
+ENTRY_SERVICE = "convecthub-entry"
+CERTIFICATE_SCRIPT = "hub-certificate.sh"
+SHARED_PASSWORD = "shared-password"
+# The chart's proxy pods (its matchLabels), and their named ports.
+PROXY_SELECTOR = {"app": "jupyterhub", "component": "proxy", "release": RELEASE_NAME}
+NVIDIA_RESOURCE = "nvidia.com/gpu"
+
+
+def ascend_resource(gpu_type: str | None) -> str:
+    """The resource Huawei's device plugin offers for an Ascend chip type (910 by default)."""
+    chip = (gpu_type or "").upper()
+    if chip.startswith("310P"):
+        return "huawei.com/Ascend310P"
+    if chip.startswith("310"):
+        return "huawei.com/Ascend310"
+    return "huawei.com/Ascend910"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def profile_list(nodes: Sequence[Node]) -> list[dict[str, object]]:
+    """KubeSpawner profiles from the fleet: per resource group (org label; nodes without one
+    form the first group) a CPU profile when it has CPU nodes, and one per accelerator type,
+    each selecting its nodes by their labels, asking for one accelerator and tolerating the
+    taints of those nodes. The first profile is the default."""
+    groups: dict[str | None, list[Node]] = {}
+    for node in nodes:
+        groups.setdefault(node.labels.get("org"), []).append(node)
+    profiles: list[dict[str, object]] = []
+    for org in sorted(groups, key=lambda o: (o is not None, o or "")):
+        kinds: dict[tuple[str, str | None], list[Node]] = {}
+        for node in groups[org]:
+            kind = ("cpu", None) if node.gpu is None else (node.gpu.vendor, node.gpu.type)
+            kinds.setdefault(kind, []).append(node)
+        for (vendor, gpu_type), members in sorted(
+            kinds.items(), key=lambda item: (item[0][0] != "cpu", item[0][0], item[0][1] or "")
+        ):
+            profiles.append(_profile(org, vendor, gpu_type, members))
+    if profiles:
+        profiles[0]["default"] = True
+    return profiles
+
+
+def _profile(
+    org: str | None, vendor: str, gpu_type: str | None, members: Sequence[Node]
+) -> dict[str, object]:
+    selector = dict(accelerator_labels(members[0]))
+    if org is not None:
+        selector["org"] = org
+    override: dict[str, object] = {"node_selector": selector}
+    if vendor == "cpu":
+        title, what = "CPU", "CPU nodes"
+    else:
+        resource = NVIDIA_RESOURCE if vendor == "nvidia" else ascend_resource(gpu_type)
+        kind = "GPU" if vendor == "nvidia" else "NPU"
+        title = f"{kind} {gpu_type}" if gpu_type else kind
+        what = f"one {'NVIDIA' if vendor == 'nvidia' else 'Ascend'} {gpu_type or kind}"
+        override["extra_resource_limits"] = {resource: "1"}
+        override["extra_resource_guarantees"] = {resource: "1"}
+    taints = sorted({taint for node in members for taint in node.taints}, key=str)
+    if taints:
+        override["tolerations"] = [
+            {"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect}
+            if t.value
+            else {"key": t.key, "operator": "Exists", "effect": t.effect}
+            for t in taints
+        ]
+    # No node names here: adding a node of a kind the hub has already must not touch it.
+    return {
+        "display_name": f"{title} ({org})" if org else title,
+        "slug": _slug(f"{title}-{org}" if org else title),
+        "description": f"{what} ({org} nodes)" if org else what,
+        "kubespawner_override": override,
+    }
+
+
+@dataclass(frozen=True)
+class HubSecrets:
+    """The release's secret values: strings in tests, secret Outputs in the program."""
+
+    cookie_secret: object
+    proxy_token: object
+    tls_certificate: object
+    tls_key: object
+    admin_password: object | None = None  # with the shared-password authenticator
+
+
+def hub_values(hub: HubSettings, nodes: Sequence[Node], secrets: HubSecrets) -> dict[str, object]:
+    """The program's chart values (before the site's are merged over them)."""
+    authenticator: dict[str, object] = {"admin_users": list(hub.admin_users)}
+    config: dict[str, object] = {
+        "JupyterHub": {"authenticator_class": hub.authenticator_class},
+        "Authenticator": authenticator,
+    }
+    if hub.authenticator_class == SHARED_PASSWORD:
+        config["SharedPasswordAuthenticator"] = {"admin_password": secrets.admin_password}
+    https: dict[str, object] = {
+        "enabled": True,
+        "type": "manual",
+        "manual": {"cert": secrets.tls_certificate, "key": secrets.tls_key},
+    }
+    chp: dict[str, object] = {}
+    if hub.https_port != 443:
+        # The chart's proxy redirects plain HTTP to port 443; the site serves HTTPS elsewhere.
+        chp["extraCommandLineFlags"] = [f"--redirect-to={hub.https_port}"]
+    return {
+        "hub": {"cookieSecret": secrets.cookie_secret, "config": config},
+        "proxy": {
+            "secretToken": secrets.proxy_token,
+            "service": {"type": "ClusterIP"},  # the entry Service takes the master's ports
+            "https": https,
+            **({"chp": chp} if chp else {}),
+        },
+        "singleuser": {"profileList": profile_list(nodes)},
+    }
+
+
+def merge_values(ours: Mapping[str, object], theirs: Mapping[str, object]) -> dict[str, object]:
+    """`theirs` over `ours`, as Helm merges values files: mappings merge key by key, anything
+    else (lists included) is replaced by theirs. Neither input is changed."""
+    merged: dict[str, object] = copy.copy(dict(ours))
+    for key, value in theirs.items():
+        mine = merged.get(key)
+        if isinstance(mine, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_values(mine, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def site_values(hub: HubSettings) -> dict[str, object]:
+    """The site's own values: its values file (the seed's jhub_config_path), then hub.values."""
+    from_file = read_values_file(hub.values_file) if hub.values_file else {}
+    return merge_values(from_file, hub.values)
+
+
+def entry_service_spec(hub: HubSettings) -> dict[str, object]:
+    """The Service that puts the hub's proxy on the master's ports."""
+    return {
+        "type": "LoadBalancer",
+        "selector": dict(PROXY_SELECTOR),
+        "ports": [
+            {"name": "http", "port": hub.http_port, "targetPort": "http", "protocol": "TCP"},
+            {"name": "https", "port": hub.https_port, "targetPort": "https", "protocol": "TCP"},
+        ],
+    }
+
+
+def hub_names(address: str, hub: HubSettings) -> list[str]:
+    """What the hub is reached by: the master's address first, then `hub.hosts`."""
+    return list(dict.fromkeys([address, *hub.hosts]))
+
+
+def hub_urls(address: str, hub: HubSettings) -> dict[str, str]:
+    https = "" if hub.https_port == 443 else f":{hub.https_port}"
+    http = "" if hub.http_port == 80 else f":{hub.http_port}"
+    host = hub.hosts[0] if hub.hosts else address
+    return {"https": f"https://{host}{https}/", "http": f"http://{host}{http}/"}
+
+
+@dataclass(frozen=True)
+class HubPlatformArgs:
+    settings: HubSettings
+    nodes: Sequence[Node]
+    first_server: BareMetalNode
+    provider: kubernetes.Provider
+    after: Sequence[pulumi.Resource]  # the nodes' memberships, the device plugins
+
+
+class HubPlatform(pulumi.ComponentResource):
+    """The hub's namespace, secrets, certificate, release and entry Service."""
+
+    urls: pulumi.Output[dict]
+    admin_password: pulumi.Output[str] | None  # secret; with the shared-password authenticator
+
+    def __init__(
+        self, name: str, args: HubPlatformArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__("convecthub:infra:HubPlatform", name, None, opts)
+        hub = args.settings
+        k8s = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        def hex_secret(suffix: str) -> pulumi.Output[str]:
+            secret = random.RandomId(
+                f"{name}-{suffix}",
+                byte_length=32,
+                opts=pulumi.ResourceOptions(
+                    parent=self, additional_secret_outputs=["hex", "b64_std", "b64_url", "dec"]
+                ),
+            )
+            return pulumi.Output.secret(secret.hex)
+
+        self.admin_password = None
+        if hub.authenticator_class == SHARED_PASSWORD:
+            # Secret here too, not only by the provider's schema (which mocks do not know).
+            self.admin_password = pulumi.Output.secret(
+                random.RandomPassword(
+                    f"{name}-admin-password",
+                    length=32,
+                    special=False,
+                    opts=pulumi.ResourceOptions(parent=self),
+                ).result
+            )
+        certificate, key = self._certificate(name, args)
+        secrets = HubSecrets(
+            cookie_secret=hex_secret("cookie-secret"),
+            proxy_token=hex_secret("proxy-token"),
+            tls_certificate=certificate,
+            tls_key=key,
+            admin_password=self.admin_password,
+        )
+        values = merge_values(hub_values(hub, args.nodes, secrets), site_values(hub))
+        namespace = kubernetes.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": hub.namespace},
+            opts=pulumi.ResourceOptions.merge(k8s, pulumi.ResourceOptions(depends_on=args.after)),
+        )
+        source: dict[str, object]
+        if hub.chart_file:
+            source = {"chart": hub.chart_file}
+        else:
+            source = {
+                "chart": CHART,
+                "version": hub.chart_version,
+                "repository_opts": helm.RepositoryOptsArgs(repo=hub.repository),
+            }
+        self.release = helm.Release(
+            RELEASE_NAME,
+            helm.ReleaseArgs(
+                name=RELEASE_NAME,
+                namespace=hub.namespace,
+                atomic=True,
+                cleanup_on_fail=True,
+                timeout=hub.timeout_seconds,
+                values=values,
+                **source,
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                k8s, pulumi.ResourceOptions(depends_on=[namespace, *args.after])
+            ),
+        )
+        self.entry = kubernetes.core.v1.Service(
+            f"{name}-entry",
+            metadata={"name": ENTRY_SERVICE, "namespace": hub.namespace},
+            spec=entry_service_spec(hub),
+            opts=pulumi.ResourceOptions.merge(k8s, pulumi.ResourceOptions(depends_on=[namespace])),
+        )
+        self.urls = args.first_server.address.apply(lambda address: hub_urls(address, hub))
+        self.register_outputs(
+            {
+                "urls": self.urls,
+                "namespace": hub.namespace,
+                "chart": hub.chart_file or f"{CHART} {hub.chart_version} from {hub.repository}",
+                "certificate": "the site's (hub.tls)"
+                if hub.tls.certificate is not None
+                else f"self-signed, made on the first server ({CERTIFICATE_SCRIPT})",
+                "profiles": [p["display_name"] for p in profile_list(args.nodes)],
+            }
+        )
+
+    def _certificate(self, name: str, args: HubPlatformArgs) -> tuple[object, object]:
+        """The site's certificate and key, else a self-signed pair from the first server."""
+        tls = args.settings.tls
+        if tls.certificate is not None and tls.key is not None:
+            return (
+                tls.certificate.get_secret_value(),
+                pulumi.Output.secret(tls.key.get_secret_value()),
+            )
+        host = args.first_server
+        names = host.address.apply(lambda address: ",".join(hub_names(address, args.settings)))
+        step = ScriptStep(CERTIFICATE_SCRIPT, env={"CONVECTHUB_HUB_NAMES": names})
+        command = script_command(
+            f"{name}-certificate",
+            step,
+            connection=host.connection,
+            login_user=host.user,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[host.os_prep_command]),
+            secret_stdout=True,
+        )
+        pair = command.stdout.apply(json.loads)
+        return (
+            pulumi.Output.unsecret(pair.apply(lambda p: p["certificate"])),
+            pulumi.Output.secret(pair.apply(lambda p: p["key"])),
+        )
