@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes.helm import v3 as helm
 
+from components.chart_source import chart_source
 from stacks.site_model import DevicePluginSettings
 
 RELEASE_NAME = "nvidia-device-plugin"
@@ -29,14 +30,7 @@ def nvidia_device_plugin(
     provider: kubernetes.Provider,
     depends_on: Sequence[pulumi.Resource],
 ) -> helm.Release:
-    if settings.chart_file:
-        source = {"chart": settings.chart_file}
-    else:
-        source = {
-            "chart": CHART,
-            "version": settings.chart_version,
-            "repository_opts": helm.RepositoryOptsArgs(repo=settings.repository),
-        }
+    source = chart_source(CHART, settings.chart_version, settings.repository, settings.chart_file)
     return helm.Release(
         RELEASE_NAME,
         helm.ReleaseArgs(

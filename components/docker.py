@@ -20,7 +20,7 @@ from pulumi_command import remote
 
 from components.k3s import proxy_env
 from components.node import BareMetalNode
-from components.remote_script import ScriptStep, script_command
+from components.remote_script import ScriptStep
 from stacks.site_model import DockerSettings, Node, OsSettings, RegistrySettings
 
 DOCKER_SCRIPT = "docker-engine.sh"
@@ -87,14 +87,6 @@ class DockerEngine(pulumi.ComponentResource):
     ):
         super().__init__("convecthub:infra:DockerEngine", name, None, opts)
         step = ScriptStep(DOCKER_SCRIPT, env=docker_env(node, settings.os, settings.registry))
-        self.engine = script_command(
-            f"{name}-engine",
-            step,
-            connection=host.connection,
-            login_user=host.user,
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[host.os_prep_command, *settings.after]
-            ),
-        )
+        self.engine = host.run_prepared(f"{name}-engine", step, parent=self, after=settings.after)
         steps = [step.describe().apply(lambda d: {"step": "docker", "action": "apply", **d})]
         self.register_outputs({"steps": steps})

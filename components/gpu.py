@@ -21,7 +21,7 @@ import pulumi
 
 from components.connection import connection_args
 from components.node import BareMetalNode
-from components.remote_script import ScriptStep, script_command
+from components.remote_script import ScriptStep
 from stacks.site_model import GpuSettings, Node, SshSettings
 
 DRIVER_SCRIPT = "gpu-driver.sh"
@@ -81,24 +81,19 @@ class GpuNode(pulumi.ComponentResource):
         node, host = args.node, args.host
         assert node.gpu is not None
         driver_step = ScriptStep(DRIVER_SCRIPT, env=driver_env(node, args.settings))
-        self.driver = script_command(
-            f"{name}-driver",
-            driver_step,
-            connection=host.connection,
-            login_user=host.user,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[host.os_prep_command]),
-            reversible=False,
+        self.driver = host.run_prepared(
+            f"{name}-driver", driver_step, parent=self, reversible=False
         )
         self.ready = self.driver
         steps = [driver_step.describe().apply(lambda d: {"step": "gpu-driver", **d})]
         if node.gpu.vendor == "nvidia":
             runtime_step = ScriptStep(RUNTIME_SCRIPT, env=runtime_env(node, args.settings))
-            self.runtime = script_command(
+            self.runtime = host.run_prepared(
                 f"{name}-runtime",
                 runtime_step,
+                parent=self,
+                after=[self.driver],
                 connection=connection_args(node.host, through_reboot(args.ssh, args.settings)),
-                login_user=host.user,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.driver]),
             )
             self.ready = self.runtime
             steps.append(

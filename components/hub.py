@@ -31,9 +31,10 @@ import pulumi_kubernetes as kubernetes
 import pulumi_random as random
 from pulumi_kubernetes.helm import v3 as helm
 
+from components.chart_source import chart_source
 from components.k3s import accelerator_labels
 from components.node import BareMetalNode
-from components.remote_script import ScriptStep, script_command
+from components.remote_script import ScriptStep
 from stacks.site_model import HubSettings, Node
 from stacks.values_file import read_values_file
 
@@ -258,15 +259,7 @@ class HubPlatform(pulumi.ComponentResource):
             metadata={"name": hub.namespace},
             opts=pulumi.ResourceOptions.merge(k8s, pulumi.ResourceOptions(depends_on=args.after)),
         )
-        source: dict[str, object]
-        if hub.chart_file:
-            source = {"chart": hub.chart_file}
-        else:
-            source = {
-                "chart": CHART,
-                "version": hub.chart_version,
-                "repository_opts": helm.RepositoryOptsArgs(repo=hub.repository),
-            }
+        source = chart_source(CHART, hub.chart_version, hub.repository, hub.chart_file)
         self.release = helm.Release(
             RELEASE_NAME,
             helm.ReleaseArgs(
@@ -312,14 +305,7 @@ class HubPlatform(pulumi.ComponentResource):
         host = args.first_server
         names = host.address.apply(lambda address: ",".join(hub_names(address, args.settings)))
         step = ScriptStep(CERTIFICATE_SCRIPT, env={"CONVECTHUB_HUB_NAMES": names})
-        command = script_command(
-            f"{name}-certificate",
-            step,
-            connection=host.connection,
-            login_user=host.user,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[host.os_prep_command]),
-            secret_stdout=True,
-        )
+        command = host.run_prepared(f"{name}-certificate", step, parent=self, secret_stdout=True)
         pair = command.stdout.apply(json.loads)
         return (
             pulumi.Output.unsecret(pair.apply(lambda p: p["certificate"])),

@@ -211,15 +211,11 @@ class _K3sNode(pulumi.ComponentResource):
             copies = self._copy_bundle(args, bundle_root)
         env, secret_env = self._install_env(args, bundle_root)
         install_step = ScriptStep(INSTALL_SCRIPT, env=env, secret_env=secret_env)
-        self.install = script_command(
+        self.install = host.run_prepared(
             f"{name}-install",
             install_step,
-            connection=host.connection,
-            login_user=host.user,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[host.os_prep_command, *args.node_steps, *copies, *args.after],
-            ),
+            parent=self,
+            after=[*args.node_steps, *copies, *args.after],
         )
         membership_step = ScriptStep(
             MEMBERSHIP_SCRIPT,

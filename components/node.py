@@ -11,6 +11,7 @@ first, then calls `prepare_os` on each with the fleet's hosts list.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -145,6 +146,27 @@ class BareMetalNode(pulumi.ComponentResource):
     @property
     def name(self) -> str:
         return self._name
+
+    def run_prepared(
+        self,
+        resource_name: str,
+        step: ScriptStep,
+        *,
+        parent: pulumi.Resource,
+        after: Sequence[pulumi.Resource] = (),
+        connection: pulumi.Input[remote.ConnectionArgs] | None = None,
+        **options: bool,
+    ) -> remote.Command:
+        """A script step on this node once its OS is prepared (and `after` those resources);
+        `options` are script_command's (reversible, secret_stdout, ...)."""
+        return script_command(
+            resource_name,
+            step,
+            connection=connection or self.connection,
+            login_user=self._user,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[self.os_prep_command, *after]),
+            **options,
+        )
 
     def prepare_os(self, fleet_hosts: pulumi.Input[str]) -> None:
         """Register the OS prep step; `fleet_hosts` is "name=address,..." for every node."""
