@@ -35,7 +35,7 @@ from components.chart_source import chart_source
 from components.k3s import accelerator_labels
 from components.node import BareMetalNode
 from components.remote_script import ScriptStep
-from stacks.site_model import HubSettings, Node
+from stacks.site_model import HubSettings, Node, StorageSettings
 from stacks.values_file import read_values_file
 
 RELEASE_NAME = "convecthub"
@@ -46,6 +46,10 @@ SHARED_PASSWORD = "shared-password"
 # The chart's proxy pods (its matchLabels), and their named ports.
 PROXY_SELECTOR = {"app": "jupyterhub", "component": "proxy", "release": RELEASE_NAME}
 NVIDIA_RESOURCE = "nvidia.com/gpu"
+# Users' homes on the shared NFS export: one volume, a directory per user.
+STORAGE_CLASS = "convecthub-nfs"
+HOME_VOLUME = "convecthub-home"
+HOME_SUBPATH = "home/{username}"
 
 
 def ascend_resource(gpu_type: str | None) -> str:
@@ -129,7 +133,9 @@ class HubSecrets:
     admin_password: object | None = None  # with the shared-password authenticator
 
 
-def hub_values(hub: HubSettings, nodes: Sequence[Node], secrets: HubSecrets) -> dict[str, object]:
+def hub_values(
+    hub: HubSettings, nodes: Sequence[Node], secrets: HubSecrets, storage: StorageSettings
+) -> dict[str, object]:
     """The program's chart values (before the site's are merged over them)."""
     authenticator: dict[str, object] = {"admin_users": list(hub.admin_users)}
     config: dict[str, object] = {
@@ -155,7 +161,44 @@ def hub_values(hub: HubSettings, nodes: Sequence[Node], secrets: HubSecrets) -> 
             "https": https,
             **({"chp": chp} if chp else {}),
         },
-        "singleuser": {"profileList": profile_list(nodes)},
+        "singleuser": {
+            "profileList": profile_list(nodes),
+            "storage": user_storage_values(storage),
+        },
+    }
+
+
+def user_storage_values(storage: StorageSettings) -> dict[str, object]:
+    """Where users' home directories live: on the shared NFS volume (a directory each), else
+    on a local-path volume each."""
+    if storage.nfs is None:
+        return {
+            "type": "dynamic",
+            "capacity": storage.user_volume_size,
+            "dynamic": {"storageClass": "local-path"},
+        }
+    return {"type": "static", "static": {"pvcName": HOME_VOLUME, "subPath": HOME_SUBPATH}}
+
+
+def home_volume_spec(storage: StorageSettings) -> dict[str, object]:
+    """The PersistentVolume on the NFS export (the same directory every node has mounted)."""
+    assert storage.nfs is not None
+    return {
+        "capacity": {"storage": storage.capacity},
+        "accessModes": ["ReadWriteMany"],
+        "persistentVolumeReclaimPolicy": "Retain",
+        "storageClassName": STORAGE_CLASS,
+        "mountOptions": list(storage.nfs.options),
+        "nfs": {"server": storage.nfs.server, "path": storage.nfs.path},
+    }
+
+
+def home_claim_spec(storage: StorageSettings) -> dict[str, object]:
+    return {
+        "accessModes": ["ReadWriteMany"],
+        "storageClassName": STORAGE_CLASS,
+        "volumeName": HOME_VOLUME,
+        "resources": {"requests": {"storage": storage.capacity}},
     }
 
 
@@ -205,6 +248,7 @@ def hub_urls(address: str, hub: HubSettings) -> dict[str, str]:
 @dataclass(frozen=True)
 class HubPlatformArgs:
     settings: HubSettings
+    storage: StorageSettings
     nodes: Sequence[Node]
     first_server: BareMetalNode
     provider: kubernetes.Provider
@@ -253,12 +297,13 @@ class HubPlatform(pulumi.ComponentResource):
             tls_key=key,
             admin_password=self.admin_password,
         )
-        values = merge_values(hub_values(hub, args.nodes, secrets), site_values(hub))
+        values = merge_values(hub_values(hub, args.nodes, secrets, args.storage), site_values(hub))
         namespace = kubernetes.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": hub.namespace},
             opts=pulumi.ResourceOptions.merge(k8s, pulumi.ResourceOptions(depends_on=args.after)),
         )
+        homes = self._home_volume(name, args, k8s, namespace)
         source = chart_source(CHART, hub.chart_version, hub.repository, hub.chart_file)
         self.release = helm.Release(
             RELEASE_NAME,
@@ -272,7 +317,7 @@ class HubPlatform(pulumi.ComponentResource):
                 **source,
             ),
             opts=pulumi.ResourceOptions.merge(
-                k8s, pulumi.ResourceOptions(depends_on=[namespace, *args.after])
+                k8s, pulumi.ResourceOptions(depends_on=[namespace, *homes, *args.after])
             ),
         )
         self.entry = kubernetes.core.v1.Service(
@@ -293,6 +338,43 @@ class HubPlatform(pulumi.ComponentResource):
                 "profiles": [p["display_name"] for p in profile_list(args.nodes)],
             }
         )
+
+    def _home_volume(
+        self,
+        name: str,
+        args: HubPlatformArgs,
+        k8s: pulumi.ResourceOptions,
+        namespace: pulumi.Resource,
+    ) -> list[pulumi.Resource]:
+        """With NFS: its StorageClass, the shared volume and the hub's claim on it."""
+        storage = args.storage
+        if storage.nfs is None:
+            return []
+        storage_class = kubernetes.storage.v1.StorageClass(
+            f"{name}-storage-class",
+            metadata={"name": STORAGE_CLASS},
+            provisioner="kubernetes.io/no-provisioner",
+            reclaim_policy="Retain",
+            volume_binding_mode="Immediate",
+            opts=k8s,
+        )
+        volume = kubernetes.core.v1.PersistentVolume(
+            f"{name}-home-volume",
+            metadata={"name": HOME_VOLUME},
+            spec=home_volume_spec(storage),
+            opts=pulumi.ResourceOptions.merge(
+                k8s, pulumi.ResourceOptions(depends_on=[storage_class])
+            ),
+        )
+        claim = kubernetes.core.v1.PersistentVolumeClaim(
+            f"{name}-home-claim",
+            metadata={"name": HOME_VOLUME, "namespace": args.settings.namespace},
+            spec=home_claim_spec(storage),
+            opts=pulumi.ResourceOptions.merge(
+                k8s, pulumi.ResourceOptions(depends_on=[namespace, volume])
+            ),
+        )
+        return [claim]
 
     def _certificate(self, name: str, args: HubPlatformArgs) -> tuple[object, object]:
         """The site's certificate and key, else a self-signed pair from the first server."""

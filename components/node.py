@@ -1,8 +1,10 @@
 """BareMetalNode: one machine of the fleet, reached over SSH, with its facts and its OS prep.
 
-Two steps, each a `remote.Command` running a script of `components/scripts/`:
+Its steps, each a `remote.Command` running a script of `components/scripts/`:
   facts    node-facts.sh: preflight that prints the machine's facts as JSON, or refuses it.
   os-prep  os-prep.sh apply; `delete` runs os-prep.sh remove.
+  storage  with convecthub:storage.nfs, storage-mount.sh apply (remove on delete): the
+           site's NFS export at /data/k8s.
 OS prep writes a hosts block naming every node of the fleet, so it needs every node's address,
 which may come from that node's facts: the cluster creates all nodes (and so all facts steps)
 first, then calls `prepare_os` on each with the fleet's hosts list.
@@ -12,14 +14,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_command import remote
 
 from components.connection import connection_args, login_user
 from components.remote_script import ScriptStep, script_command
-from stacks.site_model import Node, OsSettings, SshSettings
+from stacks.site_model import Node, OsSettings, SshSettings, StorageSettings
 
 FACTS_SCRIPT = "node-facts.sh"
 # The keys of the JSON object node-facts.sh prints.
@@ -39,6 +41,7 @@ FACT_FIELDS = (
     "gpus",
 )
 OS_PREP_SCRIPT = "os-prep.sh"
+STORAGE_SCRIPT = "storage-mount.sh"
 # Addresses that must never go through a proxy: loopback, k3s's default pod and service
 # networks, and in-cluster names.
 CLUSTER_NO_PROXY = (
@@ -88,6 +91,16 @@ def os_prep_env(
     return env
 
 
+def storage_env(node: Node, storage: StorageSettings) -> dict[str, str]:
+    assert storage.nfs is not None
+    return {
+        "CONVECTHUB_NODE_NAME": node.name,
+        "CONVECTHUB_NFS_SOURCE": f"{storage.nfs.server}:{storage.nfs.path}",
+        "CONVECTHUB_MOUNT_POINT": storage.mount_point,
+        "CONVECTHUB_NFS_OPTIONS": ",".join(storage.nfs.options),
+    }
+
+
 def parse_facts(node_name: str, stdout: str) -> dict:
     try:
         facts = json.loads(stdout)
@@ -104,6 +117,7 @@ class BareMetalNodeArgs:
     node: Node
     ssh: SshSettings  # effective: the node's overrides over the site's defaults
     os: OsSettings
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
 
 class BareMetalNode(pulumi.ComponentResource):
@@ -180,13 +194,17 @@ class BareMetalNode(pulumi.ComponentResource):
             login_user=self._user,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.facts_command]),
         )
-        self.register_outputs(
-            {
-                "facts": self.facts,
-                "address": self.address,
-                "steps": [
-                    self._facts_step.describe().apply(lambda d: {"step": "facts", **d}),
-                    step.describe().apply(lambda d: {"step": "os-prep", "action": "apply", **d}),
-                ],
-            }
-        )
+        described = [
+            self._facts_step.describe().apply(lambda d: {"step": "facts", **d}),
+            step.describe().apply(lambda d: {"step": "os-prep", "action": "apply", **d}),
+        ]
+        self.ready: pulumi.Resource = self.os_prep_command  # what the node's k3s waits for
+        storage = self._args.storage
+        if storage.nfs is not None:
+            mount = ScriptStep(STORAGE_SCRIPT, env=storage_env(self._args.node, storage))
+            self.storage_command = self.run_prepared(f"{self._name}-storage", mount, parent=self)
+            self.ready = self.storage_command
+            described.append(
+                mount.describe().apply(lambda d: {"step": "storage", "action": "apply", **d})
+            )
+        self.register_outputs({"facts": self.facts, "address": self.address, "steps": described})

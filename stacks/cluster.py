@@ -1,6 +1,7 @@
 """Wires the components from the site model.
 
-BareMetalNode per node (facts, then OS prep with the fleet's hosts list)
+BareMetalNode per node (facts, then OS prep with the fleet's hosts list, then the shared
+              storage mount when the site has NFS)
 GpuNode       per GPU/NPU node, after its OS prep
 docker        per node that wants Docker, after its OS prep and GPU layer (k3s never waits)
 K3sServer     per server, one after another: server n joins once server n-1 is Ready
@@ -87,7 +88,8 @@ def _holds_images(site: Site, node: Node) -> bool:
 def build_cluster(site: Site) -> Cluster:
     nodes = {
         node.name: BareMetalNode(
-            node.name, BareMetalNodeArgs(node=node, ssh=site.ssh_for(node), os=site.os)
+            node.name,
+            BareMetalNodeArgs(node=node, ssh=site.ssh_for(node), os=site.os, storage=site.storage),
         )
         for node in site.nodes
     }
@@ -144,7 +146,9 @@ def build_cluster(site: Site) -> Cluster:
             first_server=first,
             holds_images=_holds_images(site, node),
             after=after,
-            node_steps=[gpus[node.name].ready] if node.name in gpus else [],
+            # A node joins once its accelerator and its shared storage are ready.
+            node_steps=[nodes[node.name].ready]
+            + ([gpus[node.name].ready] if node.name in gpus else []),
         )
 
     servers: dict[str, K3sServer] = {}
@@ -204,6 +208,7 @@ def build_cluster(site: Site) -> Cluster:
         "hub",
         HubPlatformArgs(
             settings=site.hub,
+            storage=site.storage,
             nodes=site.nodes,
             first_server=first,
             provider=provider,

@@ -272,6 +272,13 @@ def _check_hub(site: Site) -> None:
                 key_path(["hub", "valuesFile"]),
                 f"{hub.values_file} {problem}: fix the file, or point valuesFile elsewhere",
             ) from None
+    if site.storage.nfs is None and "local-storage" in site.k3s.disable:
+        raise ConfigError(
+            key_path(["storage", "nfs"]),
+            "the hub's users need volumes, and k3s.disable turns off local-storage, the only "
+            "other place for them: set storage.nfs to the site's NFS export, or keep "
+            "local-storage",
+        )
     if (hub.tls.certificate is None) != (hub.tls.key is None):
         missing = "key" if hub.tls.key is None else "certificate"
         raise ConfigError(

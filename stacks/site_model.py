@@ -643,6 +643,37 @@ class HubSettings(Strict):
     )
 
 
+Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")]
+
+
+class NfsExport(Strict):
+    """An NFS export every node mounts (cube-studio's /data/k8s; DLWS's mountpoints)."""
+
+    server: Address
+    path: Annotated[str, AfterValidator(_check_absolute_path)] = Field(
+        description="The exported directory on the server, e.g. /export/k8s."
+    )
+    options: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.=:/-]+$")]] = Field(
+        default=["hard", "_netdev"], description="Mount options."
+    )
+
+
+class StorageSettings(Strict):
+    """Shared storage (`convecthub:storage`): an NFS export mounted on every node, on which the
+    hub keeps its users' home directories; without one, k3s's local-path volumes."""
+
+    nfs: NfsExport | None = None
+    mount_point: Annotated[str, AfterValidator(_check_absolute_path)] = Field(
+        default="/data/k8s", description="Where every node mounts the export."
+    )
+    capacity: Quantity = Field(
+        default="1Ti", description="What the shared volume declares (NFS does not enforce it)."
+    )
+    user_volume_size: Quantity = Field(
+        default="10Gi", description="Each user's volume without NFS (local-path)."
+    )
+
+
 class Site(Strict):
     """The whole `convecthub` namespace of one stack."""
 
@@ -653,6 +684,7 @@ class Site(Strict):
     registry: RegistrySettings = RegistrySettings()
     gpu: GpuSettings = GpuSettings()
     hub: HubSettings = HubSettings()
+    storage: StorageSettings = StorageSettings()
 
     @property
     def servers(self) -> list[Node]:

@@ -13,7 +13,13 @@ from tests.conftest import STANDINS
 
 NVIDIA_CARD = "0000:3b:00.0 0302: 10de:20b0"
 # Stand-ins searched before the host's own tools.
-STANDIN_PATH = [STANDINS / "gpu", STANDINS / "docker", STANDINS / "arch", STANDINS]
+STANDIN_PATH = [
+    STANDINS / "gpu",
+    STANDINS / "docker",
+    STANDINS / "storage",
+    STANDINS / "arch",
+    STANDINS,
+]
 
 
 class StandinNode:

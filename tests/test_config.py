@@ -166,7 +166,7 @@ BAD_INPUTS: list[tuple[str, Mutation, str]] = [
         "unknown top-level key",
         lambda v: v.update(nodez=[]),
         "convecthub:nodez: unknown key 'nodez': did you mean 'nodes'? the keys here are ssh, "
-        "nodes, os, k3s, registry, gpu, hub",
+        "nodes, os, k3s, registry, gpu, hub, storage",
     ),
     (
         "missing host",

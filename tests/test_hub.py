@@ -246,7 +246,8 @@ def test_the_site_values_win_where_they_set_a_key(tmp_path, render) -> None:
 
 
 def test_merge_values_replaces_lists_and_keeps_both_inputs() -> None:
-    ours = hub_values(load_site(dev_site()).site.hub, load_site(dev_site()).site.nodes, SECRETS)
+    site = load_site(dev_site()).site
+    ours = hub_values(site.hub, site.nodes, SECRETS, site.storage)
     before = copy.deepcopy(ours)
     theirs = {"singleuser": {"profileList": [{"display_name": "Mine"}]}, "new": {"a": 1}}
     merged = merge_values(ours, theirs)

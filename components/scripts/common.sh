@@ -42,6 +42,29 @@ write_or_remove() {
   if [ -n "$3" ]; then write_file "$@"; else remove_file "$1"; fi
 }
 
+# with_block FILE CONTENT: FILE's text with the managed block set to CONTENT (dropped if empty).
+with_block() {
+  local file=$1 content=$2
+  local begin="# BEGIN convecthub (managed by convecthub-infra; edits here are overwritten)"
+  BLOCK_CONTENT=$content awk -v begin="$begin" -v end="# END convecthub" '
+    BEGIN { content = ENVIRON["BLOCK_CONTENT"] }
+    $0 == begin { skipping = 1; next }
+    $0 == end { skipping = 0; next }
+    !skipping { print }
+    END { if (content != "") { print begin; print content; print end } }
+  ' "$file"
+}
+
+# set_block FILE CONTENT: write FILE with its managed block set to CONTENT (gone if empty);
+# status 0 when FILE changed, 1 when it did not or does not exist.
+set_block() {
+  local file=$1 content=$2
+  [ -f "$file" ] || return 1
+  local mode
+  mode=$(stat -c '%a' "$file")
+  write_file "$file" "$mode" "$(with_block "$file" "$content")"
+}
+
 # apt_repository LIST KEYRING KEY_URL LINE SETTING: the apt source file LIST holding LINE,
 # whose signing key is fetched once from KEY_URL into KEYRING (dearmored); SETTING names the
 # config key of KEY_URL for the error. Status 0 when it changed anything, 1 when all was there.

@@ -20,8 +20,6 @@
 set -euo pipefail
 
 readonly BASE_PACKAGES="ca-certificates curl gnupg iptables conntrack socat"
-readonly BLOCK_BEGIN="# BEGIN convecthub (managed by convecthub-infra; edits here are overwritten)"
-readonly BLOCK_END="# END convecthub"
 readonly SWAP_MARK="#convecthub-swap-off# "
 readonly SYSCTL_FILE=/etc/sysctl.d/90-convecthub.conf
 readonly MODULES_FILE=/etc/modules-load.d/convecthub.conf
@@ -41,26 +39,6 @@ if ! declare -F write_file >/dev/null; then
   # shellcheck source=components/scripts/common.sh
   . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 fi
-
-# with_block FILE CONTENT: FILE's text with the managed block set to CONTENT (dropped if empty).
-with_block() {
-  local file=$1 content=$2
-  BLOCK_CONTENT=$content awk -v begin="$BLOCK_BEGIN" -v end="$BLOCK_END" '
-    BEGIN { content = ENVIRON["BLOCK_CONTENT"] }
-    $0 == begin { skipping = 1; next }
-    $0 == end { skipping = 0; next }
-    !skipping { print }
-    END { if (content != "") { print begin; print content; print end } }
-  ' "$file"
-}
-
-set_block() {
-  local file=$1 content=$2
-  [ -f "$file" ] || return 1
-  local mode
-  mode=$(stat -c '%a' "$file")
-  write_file "$file" "$mode" "$(with_block "$file" "$content")"
-}
 
 # A machine without /etc/hosts (minimal images) gets the standard localhost lines first.
 ensure_hosts_file() {

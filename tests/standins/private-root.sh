@@ -14,7 +14,8 @@ fi
 for dir in /etc /usr/local/bin /var/lib /usr/share/keyrings; do
   name=${dir//\//_}
   mkdir -p "${work}/upper/${name}" "${work}/overlay-work/${name}"
-  mount -t overlay overlay \
+  # The system's mount: a test's PATH may put a stand-in mount first.
+  PATH=/usr/sbin:/usr/bin:/sbin:/bin mount -t overlay overlay \
     -o "lowerdir=${dir},upperdir=${work}/upper/${name},workdir=${work}/overlay-work/${name}" "$dir"
 done
 exec "$@"
