@@ -26,7 +26,14 @@ from components.docker import DockerEngine, DockerSite
 from components.fleet_hosts import fleet_hosts
 from components.gpu import GpuNode, GpuNodeArgs
 from components.hub import HubPlatform, HubPlatformArgs
-from components.k3s import K3sAgent, K3sNodeArgs, K3sRole, K3sServer, api_server_url
+from components.k3s import (
+    K3sAgent,
+    K3sNodeArgs,
+    K3sRole,
+    K3sServer,
+    api_server_url,
+    node_labels,
+)
 from components.node import BareMetalNode, BareMetalNodeArgs
 from stacks.site_model import Node, Site
 
@@ -62,7 +69,8 @@ class Cluster:
                         "host": node.host,
                         "address": resolved[1],
                         **{key: resolved[0].get(key) for key in SUMMARY_FACTS},
-                        "labels": dict(node.labels),
+                        # What the node carries: the hub's labels too, not just the config's.
+                        "labels": node_labels(node, node == self.site.servers[0]),
                     }
                 )
                 for node in self.site.nodes

@@ -140,7 +140,12 @@ def test_node_summary_output(render, site, ssh, expected_user) -> None:
         "cpus": "<worker2.cpus>",
         "memoryMb": "<worker2.memoryMb>",
         "gpus": "<worker2.gpus>",
-        "labels": {"org": "public", "train": "true"},
+        # Every label it carries: the hub's (gpu, gpu-type) and its own.
+        "labels": {"gpu": "true", "gpu-type": "A100", "org": "public", "train": "true"},
+    }
+    assert summary["master"]["labels"] == {
+        "svccontroller.k3s.cattle.io/enablelb": "true",  # it serves the hub's ports
+        "cpu": "true",
     }
     user = expected_user or getpass.getuser()
     assert f"master  server  {user}@10.0.0.10:22  arch amd64" in format_text(rendering)
