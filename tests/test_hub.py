@@ -319,3 +319,26 @@ def test_the_render_says_where_the_hub_answers(render) -> None:
     assert "hub  jupyterhub 4.3.3 from https://hub.jupyter.org/helm-chart/" in text
     assert "  https://<master.address>:9443/  (and http://<master.address>:9000/" in text
     assert "  profiles: CPU, GPU A100" in text
+
+
+def test_unchanged_config_gives_the_hub_unchanged_inputs(render, tmp_path) -> None:
+    """Profiles, values and secrets are built in a fixed order: a second `up` finds nothing
+    to change; a new node of a kind the hub has already leaves the release alone."""
+
+    def hub_inputs(values: dict) -> dict:
+        resources = resources_by_name(render(values))
+        return {n: r["inputs"] for n, r in resources.items() if n.startswith(("hub", "convecthub"))}
+
+    assert hub_inputs(gpu_site()) == hub_inputs(gpu_site())
+    grown = gpu_site()
+    grown["nodes"].append(
+        {
+            "name": "a100-3",
+            "host": "10.0.0.7",
+            "roles": ["agent"],
+            "gpu": {"vendor": "nvidia", "type": "A100"},
+            "labels": {"org": "public"},
+            "taints": ["gpu=true:NoSchedule"],
+        }
+    )
+    assert hub_inputs(grown) == hub_inputs(gpu_site())
