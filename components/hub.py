@@ -380,10 +380,7 @@ class HubPlatform(pulumi.ComponentResource):
         """The site's certificate and key, else a self-signed pair from the first server."""
         tls = args.settings.tls
         if tls.certificate is not None and tls.key is not None:
-            return (
-                tls.certificate.get_secret_value(),
-                pulumi.Output.secret(tls.key.get_secret_value()),
-            )
+            return tls.certificate, pulumi.Output.secret(tls.key.get_secret_value())
         host = args.first_server
         names = host.address.apply(lambda address: ",".join(hub_names(address, args.settings)))
         step = ScriptStep(CERTIFICATE_SCRIPT, env={"CONVECTHUB_HUB_NAMES": names})

@@ -418,6 +418,8 @@ def _check_fleet(site: Site) -> None:
 
 
 _SECRET_FIELDS = {"privateKey", "privateKeyPassword", "password", "token"}
+# Secret fields whose name only says so where they sit: the hub's TLS key.
+_SECRET_PATHS = {("tls", "key")}
 
 
 def _plain_secret_warnings(values: Mapping[str, object], secret_keys: set[str]) -> Iterable[str]:
@@ -435,7 +437,8 @@ def _plain_secret_warnings(values: Mapping[str, object], secret_keys: set[str]) 
 def _secret_leaves(value: object, path: list[int | str]) -> Iterable[list[int | str]]:
     if isinstance(value, Mapping):
         for key, item in value.items():
-            if key in _SECRET_FIELDS and isinstance(item, str) and item != SECRET_PLACEHOLDER:
+            secret = key in _SECRET_FIELDS or (str(path[-1]), key) in _SECRET_PATHS
+            if secret and isinstance(item, str) and item != SECRET_PLACEHOLDER:
                 yield [*path, key]
             else:
                 yield from _secret_leaves(item, [*path, key])

@@ -596,8 +596,9 @@ def _check_values_file(value: str) -> str:
 class HubTls(Strict):
     """The hub's certificate; unset, a self-signed one is made for the site."""
 
-    certificate: SecretStr | None = Field(
-        default=None, description="PEM certificate (with its chain) the hub serves over HTTPS."
+    certificate: str | None = Field(
+        default=None,
+        description="PEM certificate (with its chain) the hub serves over HTTPS; public.",
     )
     key: SecretStr | None = Field(default=None, description="Its PEM private key; secret.")
 

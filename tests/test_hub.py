@@ -342,3 +342,12 @@ def test_unchanged_config_gives_the_hub_unchanged_inputs(render, tmp_path) -> No
         }
     )
     assert hub_inputs(grown) == hub_inputs(gpu_site())
+
+
+def test_a_plain_tls_key_in_the_stack_file_is_warned_about() -> None:
+    values = {**dev_site(), "hub": {"tls": {"certificate": "CERT", "key": "KEY"}}}
+    assert load_site(values).warnings == (
+        "convecthub:hub.tls.key is stored in plain text in the stack file: set it with "
+        "`pulumi config set --secret --path 'hub.tls.key'`",
+    )
+    assert load_site(values, ["convecthub:hub"]).warnings == ()
