@@ -233,9 +233,11 @@ class SandboxFleet:
             # Until boot is over, pam_nologin turns away every user but root. Some boots of
             # these containers leave /run/nologin behind once boot has finished; it is stale
             # then, and goes as systemd-user-sessions would have removed it.
+            # `is-system-running` exits non-zero for "degraded" too (a unit failed): the stale
+            # file goes whatever the state, once boot is over.
             booted = run(
                 *self.ssh_command(node),
-                "systemctl is-system-running --wait && rm -f /run/nologin",
+                "state=$(systemctl is-system-running --wait); rm -f /run/nologin; echo $state",
                 check=False,
                 timeout=max(1, deadline - time.monotonic()),
             )
