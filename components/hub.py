@@ -168,6 +168,20 @@ def hub_values(
     }
 
 
+def profile_names(values: Mapping[str, object]) -> list[str]:
+    """The display names of the profiles in the release's values (the site's, if it gave
+    its own list)."""
+    singleuser = values.get("singleuser")
+    profiles = singleuser.get("profileList") if isinstance(singleuser, Mapping) else None
+    if not isinstance(profiles, list):
+        return []
+    return [
+        str(p.get("display_name") or p.get("slug") or "?")
+        for p in profiles
+        if isinstance(p, Mapping)
+    ]
+
+
 def user_storage_values(storage: StorageSettings) -> dict[str, object]:
     """Where users' home directories live: on the shared NFS volume (a directory each), else
     on a local-path volume each."""
@@ -335,7 +349,7 @@ class HubPlatform(pulumi.ComponentResource):
                 "certificate": "the site's (hub.tls)"
                 if hub.tls.certificate is not None
                 else f"self-signed, made on the first server ({CERTIFICATE_SCRIPT})",
-                "profiles": [p["display_name"] for p in profile_list(args.nodes)],
+                "profiles": profile_names(values),
             }
         )
 

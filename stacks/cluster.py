@@ -70,7 +70,7 @@ class Cluster:
                         "address": resolved[1],
                         **{key: resolved[0].get(key) for key in SUMMARY_FACTS},
                         # What the node carries: the hub's labels too, not just the config's.
-                        "labels": node_labels(node, node == self.site.servers[0]),
+                        "labels": node_labels(node, node.name == self.site.servers[0].name),
                     }
                 )
                 for node in self.site.nodes

@@ -351,3 +351,9 @@ def test_a_plain_tls_key_in_the_stack_file_is_warned_about() -> None:
         "`pulumi config set --secret --path 'hub.tls.key'`",
     )
     assert load_site(values, ["convecthub:hub"]).warnings == ()
+
+
+def test_the_render_lists_the_site_profiles_when_it_gives_its_own(render) -> None:
+    values = dev_site()
+    values["hub"] = {"values": {"singleuser": {"profileList": [{"display_name": "Mine"}]}}}
+    assert "  profiles: Mine" in format_text(render(values)).splitlines()
