@@ -1,9 +1,13 @@
-"""`python -m stacks`: offline tools for a site's stack file.
+"""`python -m stacks`: a site's lifecycle, and offline tools for its stack file.
 
-  python -m stacks render STACK_FILE [--json]   the resource graph and per-node steps
+  python -m stacks preview|up|refresh --stack SITE [--json]   through the Pulumi CLI
+  python -m stacks destroy --stack SITE [--yes] [--json]
+  python -m stacks outputs --stack SITE [NAME] [--show-secrets] [--json]
+  python -m stacks render STACK_FILE [--json]   the resource graph and per-node steps, offline
   python -m stacks schema                       JSON Schema of a stack file's config
 
-Exit codes: 0 done, 1 the program failed, 2 bad usage or bad config (one line on stderr).
+Exit codes: 0 done; 1 the update (or the program) failed; 2 nothing ran: bad usage, bad config,
+a missing tool or passphrase, or a destroy not confirmed (one line on stderr); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import sys
 
 import pulumi
 
+from stacks import automation
 from stacks.config import ConfigError
 
 
@@ -39,6 +44,7 @@ def _schema(_: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m stacks", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
+    automation.register(commands)
     render = commands.add_parser("render", help="show the graph a stack file becomes, offline")
     render.add_argument("stack_file", help="a Pulumi.<stack>.yaml file")
     render.add_argument(
@@ -54,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except ConfigError as error:
+    except (ConfigError, automation.UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: a step cut off midway is retried by the next up", file=sys.stderr)
+        return 130
     except pulumi.RunError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
