@@ -450,3 +450,49 @@ def test_a_cli_too_old_for_the_sdk(project: Path, cli_env: dict) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: pulumi: Minimum version requirement failed.")
     assert len(result.stderr.splitlines()) == 1
+
+
+CI_WORKFLOW = PROJECT_DIR / "docs" / "ci" / "convecthub-site.yml"
+
+
+def workflow_steps() -> list[dict]:
+    import yaml
+
+    workflow = yaml.safe_load(CI_WORKFLOW.read_text())
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def test_the_ci_example_runs_commands_that_exist() -> None:
+    from stacks.__main__ import parser
+
+    commands = [
+        line.split("python -m stacks", 1)[1].split(">")[0].replace('"$SITE"', "prod").split()
+        for step in workflow_steps()
+        for line in step.get("run", "").splitlines()
+        if "python -m stacks" in line
+    ]
+    assert [command[0] for command in commands] == ["preview", "up", "outputs"]
+    for command in commands:
+        parser().parse_args(command)  # exits 2 on an unknown command or option
+
+
+def test_the_ci_example_summarises_a_preview(project: Path, cli_env: dict, tmp_path: Path) -> None:
+    result = stacks(project, cli_env, "preview", *TAIL, "--json")
+    (tmp_path / "preview.json").write_text(result.stdout)
+    summary_step = next(step for step in workflow_steps() if step.get("name") == "Summary")
+    script = summary_step["run"].split("<<'PY'\n", 1)[1].rsplit("PY", 1)[0]
+    summary = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert summary.stdout.splitlines()[:5] == [
+        "### preview of site site: succeeded",
+        "| node | would change |",
+        "|---|---|",
+        "| hub | 7 create |",
+        "| master | 5 create |",
+    ]
+    (tmp_path / "preview.json").write_text("")  # what a preview that never ran leaves
+    failed = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert failed.stdout == "### preview did not run: see the job's log\n"
