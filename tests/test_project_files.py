@@ -39,3 +39,19 @@ def test_requirements_are_pinned() -> None:
         for line in (PROJECT_DIR / name).read_text().splitlines():
             if line and not line.startswith(("#", "-r ")):
                 assert re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", line), line
+
+
+def test_the_readme_runs_only_commands_that_exist() -> None:
+    from stacks.__main__ import parser
+
+    text = (PROJECT_DIR / "README.md").read_text()
+    shell = [line for block in readme_commands() for line in block.splitlines()]
+    commands = [
+        line.split("python -m stacks", 1)[1] for line in shell if "python -m stacks" in line
+    ]
+    commands += re.findall(r"^\| `python -m stacks ([^`]+)` \|", text, flags=re.MULTILINE)
+    assert len(commands) >= 10
+    for command in commands:
+        command = command.split("#")[0].split("&&")[0]
+        command = command.replace("[NAME]", "hubUrls").replace("[", "").replace("]", "")
+        parser().parse_args(command.split())  # exits 2, failing the test, on a wrong command
