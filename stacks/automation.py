@@ -13,6 +13,7 @@ the errors, and the outputs with secrets masked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -172,7 +173,8 @@ def _check_site(stack_file: Path, say: Callable[[str], None]) -> dict[str, int]:
             f"{stack_file} does not exist: write the site's stack file there (see "
             "examples/, or `python -m stacks import-inventory` for an Ansible inventory)"
         )
-    rendering = evaluate(read_stack_file(stack_file))
+    with contextlib.chdir(stack_file.parent):  # where the CLI runs it: relative paths agree
+        rendering = evaluate(read_stack_file(stack_file))
     for warning in rendering.loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     expected = expected_steps(rendering.resources)

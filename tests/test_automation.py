@@ -496,3 +496,13 @@ def test_the_ci_example_summarises_a_preview(project: Path, cli_env: dict, tmp_p
         [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True
     )
     assert failed.stdout == "### preview did not run: see the job's log\n"
+
+
+def test_relative_paths_in_the_stack_file_are_the_projects(project: Path, cli_env: dict) -> None:
+    # The CLI runs the program in the project directory: the check before it must agree.
+    (project / "jupyterhub.yaml").write_text("singleuser: {startTimeout: 600}\n")
+    site = three_node_site()
+    site["hub"] = {"valuesFile": "jupyterhub.yaml"}
+    write_stack_file(project, site, stack=SITE)
+    result = stacks(project, cli_env, "preview", *TAIL)
+    assert result.returncode == 0, result.stderr
