@@ -3,6 +3,8 @@
   python -m stacks preview|up|refresh --stack SITE [--json]   through the Pulumi CLI
   python -m stacks destroy --stack SITE [--yes] [--json]
   python -m stacks outputs --stack SITE [NAME] [--show-secrets] [--json]
+  python -m stacks import-inventory FILE [--stack SITE]   a stack file from an Ansible or
+                                                          OpenPAI inventory
   python -m stacks render STACK_FILE [--json]   the resource graph and per-node steps, offline
   python -m stacks schema                       JSON Schema of a stack file's config
 
@@ -20,6 +22,7 @@ import pulumi
 
 from stacks import automation
 from stacks.config import ConfigError
+from stacks.importers.cli import register as register_import
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -45,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m stacks", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
     automation.register(commands)
+    register_import(commands)
     render = commands.add_parser("render", help="show the graph a stack file becomes, offline")
     render.add_argument("stack_file", help="a Pulumi.<stack>.yaml file")
     render.add_argument(

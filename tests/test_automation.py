@@ -506,3 +506,30 @@ def test_relative_paths_in_the_stack_file_are_the_projects(project: Path, cli_en
     write_stack_file(project, site, stack=SITE)
     result = stacks(project, cli_env, "preview", *TAIL)
     assert result.returncode == 0, result.stderr
+
+
+def test_from_the_seeds_inventory_to_a_site_that_is_up(
+    project: Path, cli_env: dict, tmp_path: Path
+) -> None:
+    """The README's migration walk: import the Ansible inventory, preview, up, the hub's URL."""
+    from tests.conftest import FAKE_KEY
+
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".ssh" / "id_rsa").write_text(FAKE_KEY)
+    env = {**cli_env, "HOME": str(home)}
+    inventory = PROJECT_DIR / "examples" / "convecthub-inventory.ini"
+    imported = stacks(project, env, "import-inventory", str(inventory), "--stack", "vagrant")
+    assert imported.returncode == 0, imported.stderr
+    assert "pulumi config set --secret --path 'k3s.token' --stack vagrant" in imported.stderr
+    assert "k3s_hub_token" not in imported.stderr + (project / "Pulumi.vagrant.yaml").read_text()
+    preview = stacks(project, env, "preview", "--stack", "vagrant")
+    assert preview.returncode == 0, preview.stderr
+    assert preview.stdout.splitlines()[0] == "site vagrant: 3 node(s), 15 steps"
+    planned = {line.split()[0] for line in preview.stdout.splitlines() if "would create" in line}
+    assert planned == {"master", "worker1", "worker2", "hub", "site"}
+    up = stacks(project, env, "up", "--stack", "vagrant")
+    assert up.returncode == 0, up.stderr
+    assert re.search(r"^worker2 +gpu-runtime +created in 1s", up.stdout, re.M)
+    urls = stacks(project, env, "outputs", "--stack", "vagrant", "hubUrls")
+    assert json.loads(urls.stdout)["https"] == "https://<master.address>/"
