@@ -126,8 +126,9 @@ class RunProgress:
             current = step.parent
         # Its ancestors were not reported: go by name (steps are named "<node>-<step>").
         name = urn.rsplit("::", 1)[-1]
-        owners = [node for node in self._expected if name == node or name.startswith(f"{node}-")]
-        return max(owners, key=len) if owners else SITE_LABEL
+        cuts = [index for index, char in enumerate(name) if char == "-"] + [len(name)]
+        owners = [name[:cut] for cut in reversed(cuts) if name[:cut] in self._expected]
+        return owners[0] if owners else SITE_LABEL  # the longest: "gpu-2-facts" is gpu-2's
 
     def _remember(self, metadata: StepEventMetadata) -> _Step:
         state = metadata.new or metadata.old

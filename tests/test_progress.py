@@ -27,6 +27,8 @@ FACTS2 = (
     "urn:pulumi:prod::convecthub::pulumi:pulumi:Stack$convecthub:infra:BareMetalNode"
     "$command:remote:Command::gpu-2-facts"
 )
+K3S2 = K3S.replace("::gpu-k3s", "::gpu-2-k3s")
+INSTALL2 = INSTALL.replace("::gpu-k3s-install", "::gpu-2-k3s-install")
 HUB = "urn:pulumi:prod::convecthub::pulumi:pulumi:Stack$convecthub:infra:HubPlatform::hub"
 RELEASE = (
     "urn:pulumi:prod::convecthub::pulumi:pulumi:Stack$convecthub:infra:HubPlatform"
@@ -34,7 +36,7 @@ RELEASE = (
 )
 TOKEN = "urn:pulumi:prod::convecthub::pulumi:pulumi:Stack$random:index/randomPassword:RandomPassword::k3s-token"  # noqa: E501
 PARENTS = {STACK: "", NODE: STACK, K3S: NODE, INSTALL: K3S, NODE2: STACK, FACTS2: NODE2}
-PARENTS |= {HUB: STACK, RELEASE: HUB, TOKEN: STACK}
+PARENTS |= {HUB: STACK, RELEASE: HUB, TOKEN: STACK, K3S2: NODE2, INSTALL2: K3S2}
 
 
 def step(kind: str, urn: str, op: str, timestamp: int, **extra: object) -> EngineEvent:
@@ -137,6 +139,8 @@ def test_a_destroy_names_nodes_before_their_components_are_reported() -> None:
     events = [
         step("resourcePreEvent", INSTALL, "delete", 0),
         step("resOutputsEvent", INSTALL, "delete", 2),
+        step("resourcePreEvent", INSTALL2, "delete", 2),
+        step("resOutputsEvent", INSTALL2, "delete", 2),
         step("resourcePreEvent", FACTS2, "delete", 2),
         step("resOutputsEvent", FACTS2, "delete", 3),
         step("resourcePreEvent", RELEASE, "delete", 3),
@@ -144,10 +148,10 @@ def test_a_destroy_names_nodes_before_their_components_are_reported() -> None:
         step("resourcePreEvent", TOKEN, "delete", 9),
         step("resOutputsEvent", TOKEN, "delete", 9),
     ]
-    _, lines = run(events, expected={"gpu": 0})
+    _, lines = run(events, expected={"gpu": 0, "gpu-2": 0})
     done = [line.split()[:2] for line in lines if "deleted" in line]
-    assert done == [["gpu", "k3s-install"], ["gpu-2", "facts"], ["hub", "convecthub"],
-                    ["site", "k3s-token"]]  # fmt: skip
+    assert done == [["gpu", "k3s-install"], ["gpu-2", "k3s-install"], ["gpu-2", "facts"],
+                    ["hub", "convecthub"], ["site", "k3s-token"]]  # fmt: skip
 
 
 def test_a_refresh_tells_only_what_drifted() -> None:
