@@ -177,7 +177,8 @@ def test_warnings_go_to_stderr_one_line_each(home, run) -> None:
     result = import_convecthub_inventory(read_inventory(SEED_INVENTORY))
     assert err.splitlines() == [
         *(f"warning: {warning}" for warning in result.warnings),
-        "set the secrets (each command prompts for the value):",
+        "set the secrets once the stack exists (`pulumi stack init`, with the state where "
+        "python -m stacks keeps it: see the README); each command prompts for the value:",
         "  pulumi config set --secret --path 'k3s.token'  # the inventory's convect_token",
         "imported 3 node(s) into stdout",
     ]
@@ -826,7 +827,8 @@ def test_the_stack_document_layout() -> None:
         "#   inv.ini\n"
         "# Review it, then see what it would do: `python -m stacks preview --stack lab`.\n"
         "#\n"
-        "# Secrets are never written here: set each one (the command prompts for it):\n"
+        "# Secrets are never written here: once the stack exists (`pulumi stack init`), set\n"
+        "# each one (the command prompts for it):\n"
         "#   pulumi config set --secret --path 'nodes[1].ssh.password' --stack lab"
         "  # the inventory's SSH password of m\n"
         "#\n"

@@ -104,7 +104,11 @@ def run_import(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if result.secrets:
-        print("set the secrets (each command prompts for the value):", file=sys.stderr)
+        print(
+            "set the secrets once the stack exists (`pulumi stack init`, with the state where "
+            "python -m stacks keeps it: see the README); each command prompts for the value:",
+            file=sys.stderr,
+        )
         for secret in result.secrets:
             print(f"  {secret_command(secret, stack)}", file=sys.stderr)
     nodes = result.config.get("nodes")

@@ -43,7 +43,11 @@ def _header(result: ImportResult, stack: str | None) -> str:
         f"Review it, then see what it would do: `python -m stacks preview --stack {site}`."
     )
     if result.secrets:
-        lines += ["", "Secrets are never written here: set each one (the command prompts for it):"]
+        lines += [
+            "",
+            "Secrets are never written here: once the stack exists (`pulumi stack init`), set",
+            "each one (the command prompts for it):",
+        ]
         lines += [f"  {secret_command(secret, stack)}" for secret in result.secrets]
     if result.warnings:
         lines += ["", "Not carried over, or carried over with a change:"]
