@@ -138,13 +138,13 @@ def run(args: argparse.Namespace) -> int:
         print(line, file=report_stream, flush=True)
 
     command = _pulumi_command(args.stack)
+    backend = _backend(project_dir, stack_file)
+    for warning in backend.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.command in ("preview", "up"):
         expected = _check_site(stack_file, say)
     else:
         expected = dict.fromkeys(_node_names(stack_file), 0)
-    backend = _backend(project_dir, stack_file)
-    for warning in backend.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
     workspace = LocalWorkspace(
         work_dir=str(project_dir), env_vars=backend.environment, pulumi_command=command
     )
