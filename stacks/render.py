@@ -170,6 +170,7 @@ def run_program(stack: StackFile, monitor: RecordingMonitor, *, preview: bool) -
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     collecting = gc.isenabled()  # the program turns the cyclic collector off for its run
+    forget_pending_outputs()
     try:
         mocks.set_mocks(
             monitor.mocks,
@@ -186,10 +187,22 @@ def run_program(stack: StackFile, monitor: RecordingMonitor, *, preview: bool) -
         pulumi.runtime.set_all_config(dict(stack.config), list(stack.secret_keys))
         loop.run_until_complete(run_in_stack(program.run))
     finally:
+        forget_pending_outputs()
         asyncio.set_event_loop(None)
         loop.close()
         if collecting:
             gc.enable()
+
+
+def forget_pending_outputs() -> None:
+    """Drops the Output tasks the SDK's settings still hold from a run that ended early.
+
+    `set_mocks` gives each run a new RPC manager but keeps the settings' set of pending Output
+    tasks, and every run waits for that set to empty. A run that failed or was cut off leaves
+    tasks of its own event loop, now closed, in it: the next run then waits forever, or fails
+    with "Event loop is closed"."""
+    with settings.SETTINGS.lock:
+        settings.SETTINGS.outputs = set()
 
 
 def parent_first(resources: list[dict]) -> list[dict]:

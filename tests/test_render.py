@@ -216,3 +216,21 @@ def test_schema_checks_stack_files() -> None:
         }
     }
     assert not validator.is_valid(bad_node)
+
+
+@pytest.mark.timeout(60)
+def test_a_run_that_ended_early_does_not_hold_up_the_next() -> None:
+    """A run cut off midway (an e2e test kills one) leaves pending Output work of its own,
+    closed, event loop in the SDK's settings. The next render used to wait for it forever."""
+    import asyncio
+
+    from pulumi.runtime import settings
+
+    loop = asyncio.new_event_loop()
+    never_done = loop.create_future()
+    with settings.SETTINGS.lock:
+        settings.SETTINGS.outputs.add(never_done)
+    loop.close()
+    rendering = evaluate(read_stack_file(DEV_STACK))
+    assert [r["name"] for r in rendering.resources][:2] == ["convecthub-dev", "local"]
+    assert not settings.SETTINGS.outputs  # and this run leaves none behind
