@@ -16,14 +16,12 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pulumi.automation import (
     CommandError,
     ConcurrentUpdateError,
@@ -36,16 +34,15 @@ from pulumi.automation import (
 )
 
 from stacks.backend import Backend, BackendError, backend_for
+from stacks.config import NAMESPACE, ConfigError
 from stacks.progress import RunProgress, expected_steps
+from stacks.stackfile import PROJECT_DIR, STACK_NAME, read_stack_file, stack_file_path
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 COMMANDS = ("preview", "up", "destroy", "refresh", "outputs")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SECRET_MASK = "[secret]"
 # An output longer than this (the per-node facts of a fleet) is named, not printed, after a run.
 LONG_OUTPUT = 160
-# A stack name, optionally as org/project/stack on Pulumi Cloud.
-_STACK_NAME = re.compile(r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
 MISSING_CLI = (
     "the Pulumi CLI (`pulumi`) is not on PATH: install it with "
     "`curl -fsSL https://get.pulumi.com | sh` and add ~/.pulumi/bin to PATH "
@@ -125,13 +122,13 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not _STACK_NAME.match(args.stack):
+    if not STACK_NAME.match(args.stack):
         raise UsageError(
             f"--stack {args.stack!r} is not a stack name: use letters, digits, '-', '_' and "
             "'.', e.g. --stack prod (the site's stack file is Pulumi.<SITE>.yaml)"
         )
     project_dir = Path(args.project_dir).resolve()
-    stack_file = project_dir / f"Pulumi.{args.stack.rsplit('/', 1)[-1]}.yaml"
+    stack_file = stack_file_path(project_dir, args.stack)
     report_stream = sys.stderr if args.json else sys.stdout
 
     def say(line: str) -> None:
@@ -166,7 +163,6 @@ def _check_site(stack_file: Path, say: Callable[[str], None]) -> dict[str, int]:
     """The stack file checked as the program will check it, and each node's step count.
     A mistake raises `ConfigError` (one line, exit 2) before the CLI is asked anything."""
     from stacks.render import evaluate
-    from stacks.stackfile import read_stack_file
 
     if not stack_file.is_file():
         raise UsageError(
@@ -187,11 +183,12 @@ def _node_names(stack_file: Path) -> list[str]:
     the file being right): they name the steps of a destroy, which ends each node's component
     after its steps."""
     try:
-        document = yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}
-        nodes = document["config"]["convecthub:nodes"]
-        return [str(node["name"]) for node in nodes if isinstance(node, dict) and "name" in node]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        nodes = json.loads(read_stack_file(stack_file).config.get(f"{NAMESPACE}:nodes", "[]"))
+    except (ConfigError, ValueError):
         return []
+    if not isinstance(nodes, list):
+        return []
+    return [str(node["name"]) for node in nodes if isinstance(node, dict) and "name" in node]
 
 
 def _pulumi_command(stack: str) -> PulumiCommand:

@@ -7,6 +7,7 @@ placeholder `[secret]` and its key is reported as a secret key.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,10 @@ import yaml
 from stacks.config import SECRET_PLACEHOLDER, ConfigError
 
 DEFAULT_PROJECT = "convecthub"
+# This project's directory: Pulumi.yaml and the sites' stack files.
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+# A stack's name: letters, digits, '-', '_' and '.'; on Pulumi Cloud, optionally org/project/stack.
+STACK_NAME = re.compile(r"^([A-Za-z0-9_.-]+/){0,2}[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -44,12 +49,31 @@ def read_stack_file(path: str | Path) -> StackFile:
     return StackFile(project, stack, config, tuple(secret_keys))
 
 
-def _stack_name(path: Path) -> str:
+def stack_file_path(project_dir: Path, stack: str) -> Path:
+    """Where a stack's config lives: Pulumi.<stack>.yaml (of a qualified name, its last part)."""
+    return project_dir / f"Pulumi.{stack.rsplit('/', 1)[-1]}.yaml"
+
+
+def stack_of(path: Path) -> str | None:
+    """The stack a file named Pulumi.<stack>.yaml (or .yml) is for; None for any other name."""
     name = path.name
     for suffix in (".yaml", ".yml"):
-        if name.startswith("Pulumi.") and name.endswith(suffix):
+        if (
+            name.startswith("Pulumi.")
+            and name.endswith(suffix)
+            and len(name) > len("Pulumi.") + len(suffix)
+        ):
             return name[len("Pulumi.") : -len(suffix)]
-    raise ConfigError(str(path), "a stack file is named Pulumi.<stack>.yaml, e.g. Pulumi.dev.yaml")
+    return None
+
+
+def _stack_name(path: Path) -> str:
+    stack = stack_of(path)
+    if stack is None:
+        raise ConfigError(
+            str(path), "a stack file is named Pulumi.<stack>.yaml, e.g. Pulumi.dev.yaml"
+        )
+    return stack
 
 
 def _load_yaml(path: Path) -> dict:

@@ -26,10 +26,8 @@ from stacks.importers.convecthub_inventory import import_convecthub_inventory
 from stacks.importers.openpai import import_openpai
 from stacks.importers.result import ImportResult
 from stacks.importers.stack_document import secret_command, stack_document
+from stacks.stackfile import PROJECT_DIR, STACK_NAME, stack_file_path, stack_of
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-_STACK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-_STACK_FILE = re.compile(r"^Pulumi\.(.+)\.ya?ml$")
 _PATH_PART = re.compile(r'\.?([A-Za-z0-9_-]+)|\[(\d+)\]|\["([^"]*)"\]')
 
 
@@ -163,13 +161,12 @@ def _bundle_dir(value: Path | None) -> Path | None:
 def _target(args: argparse.Namespace) -> tuple[Path | None, str | None]:
     """Where the stack file goes (None: stdout) and the stack it is for, when known."""
     if args.stack is not None:
-        if not _STACK_NAME.match(args.stack):
+        if not STACK_NAME.match(args.stack):
             raise ConfigError(
                 "--stack",
                 f"{args.stack!r} is not a stack name: use letters, digits, '-', '_' and '.'",
             )
-        return args.project_dir / f"Pulumi.{args.stack}.yaml", args.stack
+        return stack_file_path(args.project_dir, args.stack), args.stack
     if args.output is not None:
-        match = _STACK_FILE.match(args.output.name)
-        return args.output, match.group(1) if match else None
+        return args.output, stack_of(args.output)
     return None, None
