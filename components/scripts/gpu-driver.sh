@@ -43,6 +43,7 @@ nvidia_smi_answers() {
 
 install_nvidia_driver() {
   local branch=${CONVECTHUB_DRIVER_VERSION:-550}
+  check_pattern CONVECTHUB_DRIVER_VERSION "$branch" '^[0-9]+$' "an NVIDIA driver branch such as 550"
   [ "$(os_release_field ID)" = ubuntu ] ||
     fail "installing the NVIDIA driver is supported on Ubuntu only: install it on this node by hand, then set installDriver: false for it in convecthub:nodes"
   if write_file "$NOUVEAU_BLACKLIST" 0644 "$(printf 'blacklist nouveau\noptions nouveau modeset=0')"; then

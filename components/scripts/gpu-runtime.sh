@@ -31,6 +31,8 @@ booted() {
 }
 
 add_repository() {
+  check_url CONVECTHUB_TOOLKIT_REPO "${CONVECTHUB_TOOLKIT_REPO:?}"
+  check_url CONVECTHUB_TOOLKIT_KEY_URL "${CONVECTHUB_TOOLKIT_KEY_URL:?}"
   apt_repository "$SOURCE_FILE" "$KEYRING" "${CONVECTHUB_TOOLKIT_KEY_URL:?}" \
     "deb [signed-by=${KEYRING}] ${CONVECTHUB_TOOLKIT_REPO:?}/$(dpkg --print-architecture) /" \
     "convecthub:gpu toolkitKeyUrl"
@@ -54,7 +56,7 @@ restart_running_k3s() {
   for unit in k3s k3s-agent; do
     if systemctl is-active --quiet "$unit" 2>/dev/null; then
       say "restarting ${unit} so that it finds the NVIDIA runtime"
-      systemctl restart "$unit"
+      systemctl restart "$unit" || fail "could not restart ${unit}: on the node, see journalctl -u ${unit}"
     fi
   done
 }

@@ -48,8 +48,7 @@ current() {
 
 make_certificate() {
   local names=$CONVECTHUB_HUB_NAMES
-  mkdir -p "$TLS_DIR"
-  chmod 0700 "$TLS_DIR"
+  { mkdir -p "$TLS_DIR" && chmod 0700 "$TLS_DIR"; } || fail "cannot make ${TLS_DIR}"
   openssl req -x509 -newkey rsa:3072 -sha256 -nodes -days "$DAYS" \
     -subj "/O=ConvectHub/CN=${names%%,*}" \
     -addext "subjectAltName=$(subject_alt_names "$names")" \
@@ -57,10 +56,13 @@ make_certificate() {
     -addext "extendedKeyUsage=serverAuth" \
     -keyout "${TLS_DIR}/tls.key.new" -out "${TLS_DIR}/tls.crt.new" 2>/dev/null ||
     fail "openssl could not make the hub's certificate: check that openssl is installed on it"
-  chmod 0600 "${TLS_DIR}/tls.key.new"
-  mv -f "${TLS_DIR}/tls.key.new" "${TLS_DIR}/tls.key"
-  mv -f "${TLS_DIR}/tls.crt.new" "${TLS_DIR}/tls.crt"
-  printf '%s\n' "$names" >"${TLS_DIR}/names"
+  {
+    chmod 0600 "${TLS_DIR}/tls.key.new" && sync -- "${TLS_DIR}/tls.key.new" "${TLS_DIR}/tls.crt.new" &&
+      mv -f -- "${TLS_DIR}/tls.key.new" "${TLS_DIR}/tls.key" &&
+      mv -f -- "${TLS_DIR}/tls.crt.new" "${TLS_DIR}/tls.crt"
+  } || fail "cannot put the hub's certificate in ${TLS_DIR}: is the disk full?"
+  # Written last: until it is, the next run makes the certificate again.
+  replace_file "${TLS_DIR}/names" 0600 "$names"
   say "made a self-signed certificate for ${names}"
 }
 
@@ -75,6 +77,11 @@ json_string() {
 
 apply() {
   [ -n "${CONVECTHUB_HUB_NAMES:-}" ] || fail "CONVECTHUB_HUB_NAMES is empty"
+  # Each name goes into openssl's subject and subjectAltName, where / and , are separators.
+  local name list=()
+  check_line CONVECTHUB_HUB_NAMES "$CONVECTHUB_HUB_NAMES"
+  IFS=, read -r -a list <<<"$CONVECTHUB_HUB_NAMES"
+  for name in "${list[@]}"; do check_host "CONVECTHUB_HUB_NAMES (a name)" "$name"; done
   current || make_certificate
   printf '{"certificate": %s, "key": %s}\n' \
     "$(json_string "${TLS_DIR}/tls.crt")" "$(json_string "${TLS_DIR}/tls.key")"

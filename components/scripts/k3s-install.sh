@@ -4,8 +4,11 @@
 #   k3s-install.sh apply    write /etc/rancher/k3s/config.yaml, registries.yaml and the
 #                           root-only token file; install k3s (online, or from the airgap bundle
 #                           copied to the node) when it is missing or another version; restart
-#                           it only when something it reads changed; a server then waits until
-#                           it is Ready. A second run with the same input changes nothing.
+#                           it when what it starts with differs from what it last started
+#                           with (a record under /var/lib/convecthub/applied, written only once
+#                           the restart is done: a run cut off before it is finished by the
+#                           next); a server then waits until it is Ready. A second run with
+#                           the same input changes nothing.
 #   k3s-install.sh remove   run k3s's own uninstall script and delete the staged bundle.
 #
 # Environment (root is required for both):
@@ -20,7 +23,9 @@
 #   CONVECTHUB_IMAGES_DIR       airgap: directory of image tarballs this node imports
 #   CONVECTHUB_BUNDLE_ROOT      airgap: the staging directory to delete on remove
 #   CONVECTHUB_HTTP_PROXY, CONVECTHUB_HTTPS_PROXY, CONVECTHUB_NO_PROXY   proxy for k3s and
-#                               containerd (and for the download when online)
+#                               containerd (and for the download when online), in the
+#                               root-only service environment file (a proxy URL may carry a
+#                               password)
 #   CONVECTHUB_READY_TIMEOUT    seconds a server may take to become Ready (default 600)
 set -euo pipefail
 
@@ -34,6 +39,9 @@ readonly TOKEN_FILE=${K3S_ETC}/cluster-token
 readonly BIN_DIR=/usr/local/bin
 readonly IMAGES_TARGET=/var/lib/rancher/k3s/agent/images
 readonly SYSTEMD_DIR=/etc/systemd/system
+readonly PROXY_NAMES=(HTTP_PROXY HTTPS_PROXY NO_PROXY)
+# The record of what k3s last started with (common.sh: What has taken effect).
+readonly APPLIED=k3s
 
 role=${CONVECTHUB_K3S_ROLE:-}
 node=${CONVECTHUB_NODE_NAME:-$(hostname)}
@@ -48,12 +56,18 @@ installed_version() {
   "${BIN_DIR}/k3s" --version 2>/dev/null | awk 'NR == 1 {print $3}'
 }
 
-# The proxy lines of the service's environment file, as systemd reads them.
+# proxy_value NAME: the value of CONVECTHUB_<NAME> (empty when unset).
+proxy_value() {
+  local variable="CONVECTHUB_$1"
+  printf '%s' "${!variable:-}"
+}
+
+# The proxy lines of the service's environment file, quoted as systemd reads them.
 proxy_environment() {
   local name value
-  for name in HTTP_PROXY HTTPS_PROXY NO_PROXY; do
-    value=$(printenv "CONVECTHUB_${name}" || true)
-    [ -z "$value" ] || printf '%s=%s\n' "$name" "$value"
+  for name in "${PROXY_NAMES[@]}"; do
+    value=$(proxy_value "$name")
+    [ -z "$value" ] || env_assignment "$name" "$value"
   done
 }
 
@@ -66,6 +80,19 @@ check_input() {
   [ -n "${CONVECTHUB_K3S_VERSION:-}" ] || fail "CONVECTHUB_K3S_VERSION is not set"
   [ -n "${CONVECTHUB_K3S_CONFIG:-}" ] || fail "CONVECTHUB_K3S_CONFIG is not set"
   [ -n "${CONVECTHUB_K3S_TOKEN:-}" ] || fail "CONVECTHUB_K3S_TOKEN is not set"
+  # Values are data (common.sh): each is refused here, before anything changes, if it could
+  # change the shape of the file it goes into. config.yaml and registries.yaml come whole
+  # from the program's YAML dumper, which quotes every value.
+  check_pattern CONVECTHUB_K3S_VERSION "$CONVECTHUB_K3S_VERSION" '^v[0-9]+\.[0-9]+\.[0-9]+[A-Za-z0-9.+-]*$' \
+    "a k3s release such as v1.31.4+k3s1"
+  check_line CONVECTHUB_K3S_TOKEN "$CONVECTHUB_K3S_TOKEN"
+  check_text CONVECTHUB_K3S_CONFIG "$CONVECTHUB_K3S_CONFIG"
+  check_text CONVECTHUB_REGISTRIES "${CONVECTHUB_REGISTRIES:-}"
+  [ -z "${CONVECTHUB_HTTP_PROXY:-}" ] || check_url CONVECTHUB_HTTP_PROXY "$CONVECTHUB_HTTP_PROXY"
+  [ -z "${CONVECTHUB_HTTPS_PROXY:-}" ] || check_url CONVECTHUB_HTTPS_PROXY "$CONVECTHUB_HTTPS_PROXY"
+  [ -z "${CONVECTHUB_NO_PROXY:-}" ] || check_no_proxy CONVECTHUB_NO_PROXY "$CONVECTHUB_NO_PROXY"
+  [ -z "${CONVECTHUB_INSTALL_SCRIPT_URL:-}" ] ||
+    check_url CONVECTHUB_INSTALL_SCRIPT_URL "$CONVECTHUB_INSTALL_SCRIPT_URL"
   local other
   other=$(unit_name "$([ "$role" = server ] && echo agent || echo server)")
   if [ -f "${SYSTEMD_DIR}/${other}.service" ]; then
@@ -83,8 +110,7 @@ check_input() {
 # write_settings: config.yaml, registries.yaml and the token file; status 0 when any changed.
 write_settings() {
   local changed=1
-  mkdir -p "$K3S_ETC"
-  chmod 0755 "$K3S_ETC"
+  { mkdir -p "$K3S_ETC" && chmod 0755 "$K3S_ETC"; } || fail "cannot make ${K3S_ETC}"
   write_file "$TOKEN_FILE" 0600 "$CONVECTHUB_K3S_TOKEN" && changed=0
   write_file "${K3S_ETC}/config.yaml" 0600 "$CONVECTHUB_K3S_CONFIG" && changed=0
   write_or_remove "${K3S_ETC}/registries.yaml" 0600 "${CONVECTHUB_REGISTRIES:-}" && changed=0
@@ -103,7 +129,8 @@ stage_images() {
     [ -f "$tarball" ] || continue
     target="${IMAGES_TARGET}/$(basename "$tarball")"
     if ! cmp -s "$tarball" "$target"; then
-      install -m 0644 "$tarball" "$target"
+      install -m 0644 "$tarball" "$target" ||
+        fail "cannot stage $(basename "$tarball") in ${IMAGES_TARGET}: is the disk full?"
       say "staged image archive $(basename "$tarball")"
       changed=0
     fi
@@ -148,19 +175,34 @@ run_install_script() {
   [ -z "${CONVECTHUB_BUNDLE_DIR:-}" ] || settings+=("INSTALL_K3S_SKIP_DOWNLOAD=true")
   # The install script copies the proxy variables it sees into the service's environment file;
   # no K3S_* variable reaches it (the token is in the token file).
-  local proxy
-  while IFS= read -r proxy; do
-    [ -z "$proxy" ] || settings+=("$proxy")
-  done < <(proxy_environment)
+  local name value
+  for name in "${PROXY_NAMES[@]}"; do
+    value=$(proxy_value "$name")
+    [ -z "$value" ] || settings+=("${name}=${value}")
+  done
   if ! env -i PATH="$PATH" HOME=/root "${settings[@]}" sh "$script" >"${work}/log" 2>&1; then
     tail -n 20 "${work}/log" >&2
     fail "the k3s install script failed (its last lines are above): fix the cause and run pulumi up again"
   fi
 }
 
-# write_service_environment: the proxy settings k3s and containerd start with.
+# write_service_environment: the proxy settings k3s and containerd start with (root-only: a
+# proxy URL may carry a password).
 write_service_environment() {
-  write_file "${SYSTEMD_DIR}/$(unit_name "$role").service.env" 0600 "$(proxy_environment)"
+  local lines
+  lines=$(proxy_environment) || exit 1
+  write_file "${SYSTEMD_DIR}/$(unit_name "$role").service.env" 0600 "$lines"
+}
+
+# started_with: a digest of what the service starts with: its unit, environment, settings,
+# binary and the image archives it imports.
+started_with() {
+  local unit images
+  unit=$(unit_name "$role")
+  images=$(find "$IMAGES_TARGET" -maxdepth 1 -type f -printf '%f %s %T@\n' 2>/dev/null | sort) || true
+  digest "$TOKEN_FILE" "${K3S_ETC}/config.yaml" "${K3S_ETC}/registries.yaml" \
+    "${SYSTEMD_DIR}/${unit}.service" "${SYSTEMD_DIR}/${unit}.service.env" "${BIN_DIR}/k3s" \
+    "images: ${images}"
 }
 
 unit_active() {
@@ -174,7 +216,8 @@ unit_active() {
 # timeout), then wait until systemd reports it active.
 start_unit() {
   local unit=$1 timeout=${CONVECTHUB_READY_TIMEOUT:-600}
-  systemctl restart --no-block "$unit"
+  systemctl restart --no-block "$unit" ||
+    fail "systemctl could not restart ${unit}: on the node, see journalctl -u ${unit}"
   wait_until "$timeout" unit_active "$unit" ||
     fail "${unit} did not start within ${timeout} s: on the node, see journalctl -u ${unit}"
 }
@@ -193,20 +236,32 @@ wait_until_ready() {
 
 apply() {
   check_input
-  local unit restart=false installed=false
+  local unit changed=false last now
   unit=$(unit_name "$role")
-  write_settings && restart=true
-  stage_images && restart=true
+  last=$(applied "$APPLIED")
+  # No record yet: say so before anything changes, so that a run cut off from here on is
+  # finished by the next one (which then finds "pending", not nothing).
+  [ -n "$last" ] || record_applied "$APPLIED" pending
+  write_settings && changed=true
+  stage_images && changed=true
   if needs_install; then
     run_install_script
-    installed=true
+    changed=true
   fi
-  write_service_environment && restart=true
-  if [ "$installed" = true ] || [ "$restart" = true ]; then
-    systemctl daemon-reload
-    systemctl enable "$unit" >/dev/null 2>&1
+  write_service_environment && changed=true
+  now=$(started_with) || exit 1
+  if [ -z "$last" ] && [ "$changed" = false ] && systemctl is-active --quiet "$unit"; then
+    # In place and running from before this record was kept: there is nothing to restart.
+    record_applied "$APPLIED" "$now"
+    last=$now
+  fi
+  if [ "$last" != "$now" ]; then
+    systemctl daemon-reload || fail "systemctl daemon-reload failed: on the node, see journalctl -b"
+    systemctl enable "$unit" >/dev/null 2>&1 || fail "systemctl could not enable ${unit}"
     say "starting ${unit}"
     start_unit "$unit"
+    # Only now has it taken effect.
+    record_applied "$APPLIED" "$now"
   elif ! systemctl is-active --quiet "$unit"; then
     say "${unit} was not running: starting it"
     start_unit "$unit"
@@ -226,6 +281,7 @@ remove() {
   remove_file "$TOKEN_FILE" || true
   remove_file "${K3S_ETC}/config.yaml" || true
   remove_file "${K3S_ETC}/registries.yaml" || true
+  forget_applied "$APPLIED"
   rmdir "$K3S_ETC" 2>/dev/null || true
   if [ -n "${CONVECTHUB_BUNDLE_ROOT:-}" ] && [ -d "$CONVECTHUB_BUNDLE_ROOT" ]; then
     rm -rf "$CONVECTHUB_BUNDLE_ROOT"

@@ -69,6 +69,11 @@ reconcile() {
   local kind=$1 note=$2 items=$3 wanted=() ids=() line id
   while IFS= read -r line; do
     [ -n "$line" ] || continue
+    # Values are data: an item kubectl would take for an option is refused.
+    case "$line" in
+      -*) fail "CONVECTHUB_${kind^^}S holds an item that starts with -: refused, as kubectl would read it as an option" ;;
+    esac
+    check_line "CONVECTHUB_${kind^^}S" "$line"
     wanted+=("$line")
     ids+=("$(item_id "$kind" "$line")")
   done <<<"$items"

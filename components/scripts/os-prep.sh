@@ -4,6 +4,8 @@
 #   os-prep.sh apply    converge: hostname, /etc/hosts block, swap off, kernel modules and
 #                       sysctls for pod networking, time sync, apt mirror and proxy, HTTP
 #                       proxy, base packages. Idempotent: a second run changes no file.
+#                       Every value is checked before anything changes and refused, in one
+#                       line naming it, when it could add lines or fields to a file (common.sh).
 #   os-prep.sh remove   undo what apply added: files removed, originals put back. Installed
 #                       packages and the running kernel settings stay (a reboot resets those).
 #
@@ -13,7 +15,10 @@
 #   CONVECTHUB_HOSTS          fleet as "name=address,name=address" for the /etc/hosts block
 #   CONVECTHUB_APT_MIRROR     distribution mirror URL that replaces the apt sources
 #   CONVECTHUB_APT_PROXY      HTTP proxy for apt only (e.g. an apt-cacher-ng)
-#   CONVECTHUB_HTTP_PROXY, CONVECTHUB_HTTPS_PROXY, CONVECTHUB_NO_PROXY   system-wide proxy
+#   CONVECTHUB_HTTP_PROXY, CONVECTHUB_HTTPS_PROXY, CONVECTHUB_NO_PROXY   system-wide proxy, in
+#                             /etc/environment, which every user can read: a proxy URL that
+#                             carries a user:password@ is left out of it (apt's root-only
+#                             proxy file, k3s's and docker's root-only files still get it)
 #   CONVECTHUB_NTP_SERVERS    space-separated NTP servers (default: the distribution's)
 #   CONVECTHUB_PACKAGES       space-separated packages to install besides the base set
 #   CONVECTHUB_STATE_DIR      where originals are kept for remove (default /var/lib/convecthub)
@@ -27,6 +32,7 @@ readonly APT_PROXY_FILE=/etc/apt/apt.conf.d/90convecthub-proxy
 readonly MIRROR_FILE=/etc/apt/sources.list.d/convecthub-mirror.sources
 readonly TIMESYNCD_FILE=/etc/systemd/timesyncd.conf.d/convecthub.conf
 readonly CHRONY_FILE=/etc/chrony/sources.d/convecthub.sources
+readonly PACKAGE_NAME='^[a-z0-9][a-z0-9+.-]+$'
 # An uncommented line naming one of these is the distribution's own archive.
 readonly DISTRIBUTION_ARCHIVES='^[^#]*(archive\.ubuntu\.com|security\.ubuntu\.com|ports\.ubuntu\.com|deb\.debian\.org|security\.debian\.org|ftp\.[a-z.]*debian\.org)'
 
@@ -40,19 +46,47 @@ if ! declare -F write_file >/dev/null; then
   . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 fi
 
+# Values are data (common.sh): each one is refused here, before anything on the node changes,
+# if it could change the shape of the file it goes into.
+check_input() {
+  local value
+  if [ "${CONVECTHUB_SET_HOSTNAME:-true}" = true ] && [ -n "${CONVECTHUB_NODE_NAME:-}" ]; then
+    check_label CONVECTHUB_NODE_NAME "$node"
+  fi
+  for value in CONVECTHUB_APT_MIRROR CONVECTHUB_APT_PROXY CONVECTHUB_HTTP_PROXY CONVECTHUB_HTTPS_PROXY; do
+    [ -z "${!value:-}" ] || check_url "$value" "${!value}"
+  done
+  [ -z "${CONVECTHUB_NO_PROXY:-}" ] || check_no_proxy CONVECTHUB_NO_PROXY "$CONVECTHUB_NO_PROXY"
+  check_line CONVECTHUB_NTP_SERVERS "${CONVECTHUB_NTP_SERVERS:-}"
+  local -a words
+  read -r -a words <<<"${CONVECTHUB_NTP_SERVERS:-}"
+  for value in "${words[@]}"; do check_host "CONVECTHUB_NTP_SERVERS (a server)" "$value"; done
+  check_line CONVECTHUB_PACKAGES "${CONVECTHUB_PACKAGES:-}"
+  read -r -a words <<<"${CONVECTHUB_PACKAGES:-}"
+  for value in "${words[@]}"; do
+    check_pattern "CONVECTHUB_PACKAGES (a package)" "$value" "$PACKAGE_NAME" "a Debian package name"
+  done
+  hosts_block >/dev/null
+}
+
 # A machine without /etc/hosts (minimal images) gets the standard localhost lines first.
 ensure_hosts_file() {
   [ -e /etc/hosts ] && return 0
   write_file /etc/hosts 644 "$(printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback')"
 }
 
+# hosts_block: the /etc/hosts block of CONVECTHUB_HOSTS ("name=address,..."), each entry
+# checked: a name, an IP address (common.sh: hosts_line).
 hosts_block() {
-  local entry
+  local entry number=0
   local -a entries
+  check_line CONVECTHUB_HOSTS "${CONVECTHUB_HOSTS:-}"
   IFS=',' read -r -a entries <<<"${CONVECTHUB_HOSTS:-}"
   for entry in "${entries[@]}"; do
+    number=$((number + 1))
     [ -n "$entry" ] || continue
-    printf '%s\t%s\n' "${entry#*=}" "${entry%%=*}"
+    [[ $entry == *=* ]] || fail "CONVECTHUB_HOSTS entry ${number} is not name=address: refused"
+    hosts_line "${entry%%=*}" "${entry#*=}" "CONVECTHUB_HOSTS entry ${number}"
   done
 }
 
@@ -61,18 +95,17 @@ apply_hostname() {
   local current
   current=$(hostname)
   [ "$current" != "$node" ] || [ "$(cat /etc/hostname 2>/dev/null)" != "$node" ] || return 0
-  mkdir -p "$state_dir"
-  [ -f "$state_dir/hostname.orig" ] || printf '%s\n' "$current" >"$state_dir/hostname.orig"
+  [ -f "$state_dir/hostname.orig" ] || replace_file "$state_dir/hostname.orig" 0644 "$current"
   set_hostname "$node"
 }
 
 set_hostname() {
   local name=$1
   if [ -d /run/systemd/system ] && command -v hostnamectl >/dev/null 2>&1; then
-    hostnamectl set-hostname "$name"
+    hostnamectl set-hostname "$name" || fail "hostnamectl could not set the hostname ${name}"
   else
-    printf '%s\n' "$name" >/etc/hostname
-    hostname "$name"
+    write_file /etc/hostname 0644 "$name" || true
+    hostname "$name" || fail "could not set the hostname ${name}"
   fi
   say "hostname is now ${name}"
 }
@@ -90,16 +123,20 @@ apply_swap() {
     say "swap is off"
   fi
   [ -f /etc/fstab ] || return 0
-  write_file /etc/fstab 644 "$(awk -v mark="$SWAP_MARK" '
+  local text
+  text=$(awk -v mark="$SWAP_MARK" '
     $0 !~ /^[[:space:]]*#/ && $3 == "swap" { print mark $0; next }
-    { print }' /etc/fstab)" || true
+    { print }' /etc/fstab) || fail "cannot read /etc/fstab: it is left as it was"
+  write_file /etc/fstab 644 "$text" || true
 }
 
 remove_swap() {
   [ -f /etc/fstab ] || return 0
-  if write_file /etc/fstab 644 "$(awk -v mark="$SWAP_MARK" '
+  local text
+  text=$(awk -v mark="$SWAP_MARK" '
       index($0, mark) == 1 { print substr($0, length(mark) + 1); next }
-      { print }' /etc/fstab)"; then
+      { print }' /etc/fstab) || fail "cannot read /etc/fstab: it is left as it was"
+  if write_file /etc/fstab 644 "$text"; then
     swapon -a || say "could not turn swap back on; it will be on after a reboot"
   fi
 }
@@ -158,13 +195,24 @@ remove_kernel() {
 
 # Time sync: chrony or ntpd when one is installed, else systemd-timesyncd.
 apply_time_sync() {
-  local servers=${CONVECTHUB_NTP_SERVERS:-} server lines=""
+  local servers server lines=""
+  local -a list
+  # Words (never globs), each a host name or address (checked in check_input).
+  read -r -a list <<<"${CONVECTHUB_NTP_SERVERS:-}"
+  servers=${list[*]}
   if command -v chronyd >/dev/null 2>&1; then
     if [ -n "$servers" ]; then
-      for server in $servers; do lines="${lines}server ${server} iburst"$'\n'; done
-      write_file "$CHRONY_FILE" 644 "${lines%$'\n'}" && { chronyc reload sources >/dev/null 2>&1 || true; }
+      for server in "${list[@]}"; do lines="${lines}server ${server} iburst"$'\n'; done
+      write_file "$CHRONY_FILE" 644 "${lines%$'\n'}" || true
     else
       remove_file "$CHRONY_FILE" || true
+    fi
+    # Reloaded until a reload went through after the last change (a run cut off between the
+    # write and the reload is finished by the next).
+    local now
+    now=$(digest "$CHRONY_FILE") || exit 1
+    if [ "$(applied chrony)" != "$now" ] && chronyc reload sources >/dev/null 2>&1; then
+      record_applied chrony "$now"
     fi
     return 0
   fi
@@ -175,21 +223,28 @@ apply_time_sync() {
   if ! command -v timedatectl >/dev/null 2>&1 || [ ! -e /lib/systemd/systemd-timesyncd ]; then
     install_packages systemd-timesyncd
   fi
-  local changed=false
   if [ -n "$servers" ]; then
-    write_file "$TIMESYNCD_FILE" 644 "$(printf '[Time]\nNTP=%s' "$servers")" && changed=true
+    write_file "$TIMESYNCD_FILE" 644 "$(printf '[Time]\nNTP=%s' "$servers")" || true
   else
-    remove_file "$TIMESYNCD_FILE" && changed=true
+    remove_file "$TIMESYNCD_FILE" || true
   fi
+  local now
+  now=$(digest "$TIMESYNCD_FILE") || exit 1
   # In a container timesyncd never runs (the host keeps time), so look at the unit, not NTP=.
   if [ "$(systemctl is-enabled systemd-timesyncd.service 2>/dev/null)" != enabled ]; then
     timedatectl set-ntp true 2>/dev/null || say "time sync is left to the host (no NTP here: $(systemd-detect-virt 2>/dev/null || echo unknown))"
-  elif [ "$changed" = true ]; then
-    systemctl try-restart systemd-timesyncd.service || true
+  elif [ "$(applied timesyncd)" != "$now" ]; then
+    # Restarted until a restart went through after the last change (a run cut off between
+    # the write and the restart is finished by the next).
+    if systemctl try-restart systemd-timesyncd.service; then
+      record_applied timesyncd "$now"
+    fi
   fi
 }
 
 remove_time_sync() {
+  forget_applied chrony
+  forget_applied timesyncd
   remove_file "$CHRONY_FILE" || true
   if remove_file "$TIMESYNCD_FILE"; then
     rmdir --ignore-fail-on-non-empty "$(dirname "$TIMESYNCD_FILE")"
@@ -199,13 +254,16 @@ remove_time_sync() {
 
 # Apt: an optional mirror in place of the distribution's sources, and an optional proxy.
 apply_apt() {
-  local proxy=${CONVECTHUB_APT_PROXY:-${CONVECTHUB_HTTP_PROXY:-}} lines=""
+  # The proxies are URLs without quotes or control characters (check_input): they cannot end
+  # apt's quoted string. A file naming a proxy password is root's only.
+  local proxy=${CONVECTHUB_APT_PROXY:-${CONVECTHUB_HTTP_PROXY:-}} lines="" mode=644
   [ -z "$proxy" ] || lines="Acquire::http::Proxy \"${proxy}\";"
   if [ -n "${CONVECTHUB_HTTPS_PROXY:-}" ]; then
     lines="${lines:+$lines$'\n'}Acquire::https::Proxy \"${CONVECTHUB_HTTPS_PROXY}\";"
   fi
+  if has_userinfo "$proxy" || has_userinfo "${CONVECTHUB_HTTPS_PROXY:-}"; then mode=600; fi
   if [ -n "$lines" ]; then
-    write_file "$APT_PROXY_FILE" 644 "$lines" && apt_sources_changed=true
+    write_file "$APT_PROXY_FILE" "$mode" "$lines" && apt_sources_changed=true
   else
     remove_file "$APT_PROXY_FILE" && apt_sources_changed=true
   fi
@@ -239,8 +297,9 @@ use_apt_mirror() {
   local -a sources
   mapfile -t sources < <(distribution_sources)
   for source in "${sources[@]}"; do
-    mkdir -p "$state_dir/apt-sources"
-    mv "$source" "$state_dir/apt-sources/$(basename "$source")"
+    { mkdir -p "$state_dir/apt-sources" &&
+      mv -- "$source" "$state_dir/apt-sources/$(basename "$source")"; } ||
+      fail "cannot move ${source} aside to ${state_dir}/apt-sources"
     say "moved ${source} aside for the mirror (kept in ${state_dir}/apt-sources)"
     apt_sources_changed=true
   done
@@ -269,7 +328,7 @@ restore_apt_sources() {
       sources.list) target=/etc/apt/sources.list ;;
       *) target=/etc/apt/sources.list.d/${saved##*/} ;;
     esac
-    mv "$saved" "$target"
+    mv -- "$saved" "$target" || fail "cannot put ${target} back from ${saved}"
     say "restored ${target}"
     apt_sources_changed=true
   done
@@ -281,9 +340,12 @@ remove_apt() {
   restore_apt_sources
 }
 
-# System-wide proxy for every process that reads /etc/environment.
+# System-wide proxy for every process that reads /etc/environment. That file is every user's
+# to read, so a proxy URL with a user:password@ stays out of it (root's services get it from
+# their own root-only files); the others are plain enough for pam_env and for sh, which
+# scripts source it with (common.sh: pam_env_line).
 apply_proxy_environment() {
-  local lines="" name value
+  local lines="" name value line
   for name in http_proxy https_proxy no_proxy; do
     case "$name" in
       http_proxy) value=${CONVECTHUB_HTTP_PROXY:-} ;;
@@ -291,9 +353,18 @@ apply_proxy_environment() {
       no_proxy) value=${CONVECTHUB_NO_PROXY:-} ;;
     esac
     [ -n "$value" ] || continue
-    lines="${lines}${name}=${value}"$'\n'"${name^^}=${value}"$'\n'
+    if has_userinfo "$value"; then
+      say "left ${name} out of /etc/environment, which every user can read: its URL carries a password"
+      continue
+    fi
+    line=$(pam_env_line "$name" "$value") || exit 1
+    lines+="${line}"$'\n'
+    line=$(pam_env_line "${name^^}" "$value") || exit 1
+    lines+="${line}"$'\n'
   done
-  [ -e /etc/environment ] || [ -z "$lines" ] || : >/etc/environment
+  if [ ! -e /etc/environment ] && [ -n "$lines" ]; then
+    { : >/etc/environment; } 2>/dev/null || fail "cannot create /etc/environment"
+  fi
   set_block /etc/environment "${lines%$'\n'}" || true
 }
 
@@ -360,9 +431,12 @@ install_packages() {
 }
 
 apply() {
+  check_input
+  local hosts
+  hosts=$(hosts_block) || exit 1
   apply_hostname
   ensure_hosts_file || true
-  set_block /etc/hosts "$(hosts_block)" || true
+  set_block /etc/hosts "$hosts" || true
   apply_swap
   apply_kernel
   apply_apt

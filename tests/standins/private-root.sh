@@ -5,17 +5,44 @@
 # command ends.
 #
 #   private-root.sh WORKDIR COMMAND [ARGS...]
+#
+# With PRIVATE_ROOT_FULL_ETC=SIZE (e.g. 1m), /etc's changes go to a tmpfs of SIZE instead,
+# which starts with what WORKDIR/upper/_etc holds and is then filled up: every write to /etc
+# finds the disk full. When the command ends, what the tmpfs holds is copied back to
+# WORKDIR/upper/_etc. The tmpfs lives in the private namespace only, so it is gone with it,
+# however the command ends.
 set -euo pipefail
 work=$1
 shift
 if [ "${PRIVATE_ROOT_INSIDE:-}" != 1 ]; then
   exec env PRIVATE_ROOT_INSIDE=1 unshare --mount --propagation private "$0" "$work" "$@"
 fi
+# The system's tools: a test's PATH may put a stand-in mount or umount first.
+system() { PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+full=${PRIVATE_ROOT_FULL_ETC:-}
+small=${work}/full-etc
 for dir in /etc /usr/local/bin /var/lib /usr/share/keyrings; do
   name=${dir//\//_}
-  mkdir -p "${work}/upper/${name}" "${work}/overlay-work/${name}"
-  # The system's mount: a test's PATH may put a stand-in mount first.
-  PATH=/usr/sbin:/usr/bin:/sbin:/bin mount -t overlay overlay \
-    -o "lowerdir=${dir},upperdir=${work}/upper/${name},workdir=${work}/overlay-work/${name}" "$dir"
+  upper=${work}/upper/${name}
+  scratch=${work}/overlay-work/${name}
+  mkdir -p "$upper" "$scratch"
+  if [ "$dir" = /etc ] && [ -n "$full" ]; then
+    mkdir -p "$small"
+    system mount -t tmpfs -o "size=${full},mode=0755" tmpfs "$small"
+    mkdir -p "${small}/upper" "${small}/work"
+    cp -a "${upper}/." "${small}/upper/"
+    upper=${small}/upper
+    scratch=${small}/work
+  fi
+  system mount -t overlay overlay -o "lowerdir=${dir},upperdir=${upper},workdir=${scratch}" "$dir"
 done
-exec "$@"
+[ -n "$full" ] || exec "$@"
+# Fill the tmpfs to the last block (the filler is outside what is copied back).
+cat /dev/zero >"${small}/filler" 2>/dev/null || true
+status=0
+"$@" || status=$?
+rm -rf "${work}/upper/_etc"
+cp -a "${small}/upper" "${work}/upper/_etc"
+system umount /etc
+system umount "$small"
+exit "$status"
