@@ -43,7 +43,7 @@ def _host_path(name: str, path: str, kind: str | None = None) -> dict[str, objec
     return {"name": name, "hostPath": host_path}
 
 
-def ascend_daemonset_spec(image: str) -> dict[str, object]:
+def ascend_daemonset_spec(image: pulumi.Input[str]) -> dict[str, object]:
     """The DaemonSet's spec: one plugin pod on each NPU node."""
     labels = {"app.kubernetes.io/name": NAME}
     container = {
@@ -97,7 +97,7 @@ def ascend_daemonset_spec(image: str) -> dict[str, object]:
 
 
 def ascend_device_plugin(
-    image: str,
+    image: pulumi.Input[str],
     provider: kubernetes.Provider,
     depends_on: Sequence[pulumi.Resource],
 ) -> kubernetes.apps.v1.DaemonSet:

@@ -2,6 +2,12 @@
 
 Keys and passwords become secret Outputs here and stay secret from then on. With no key and
 no password, pulumi-command authenticates through the SSH agent (SSH_AUTH_SOCK).
+
+Host keys: pulumi-command (1.1 and later) checks the node's key against `hostKey` when it is
+set, and the bastion's against its own `hostKey` (`ProxyConnection.hostKey`); unset, it
+accepts whatever key it is shown. A given key is always passed on, whatever the site's
+`hostKeyPolicy`; which nodes may go without one is `stacks/host_keys.py`'s to decide, before
+any connection is made.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ def connection_args(host: str, ssh: SshSettings) -> remote.ConnectionArgs:
             user=login_user(bastion),
             private_key=_key(bastion.private_key_file, bastion.private_key),
             password=_secret(bastion.password),
+            host_key=bastion.host_key,
         )
     return remote.ConnectionArgs(
         host=host,

@@ -12,6 +12,7 @@ import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes.helm import v3 as helm
 
 from components.chart_source import chart_source
+from stacks.secrecy import has_credentials_in_url
 from stacks.site_model import DevicePluginSettings
 
 RELEASE_NAME = "nvidia-device-plugin"
@@ -29,8 +30,22 @@ def nvidia_device_plugin(
     settings: DevicePluginSettings,
     provider: kubernetes.Provider,
     depends_on: Sequence[pulumi.Resource],
+    secret: bool = False,
 ) -> helm.Release:
-    source = chart_source(CHART, settings.chart_version, settings.repository, settings.chart_file)
+    """The release; with `secret` (the gpu section is secret) where its chart comes from is a
+    secret, as is a repository URL with credentials in it."""
+
+    def hidden(value: str, own: bool = False) -> pulumi.Input[str]:
+        return pulumi.Output.secret(value) if secret or own else value
+
+    source = chart_source(
+        CHART,
+        hidden(settings.chart_version),
+        hidden(settings.repository, has_credentials_in_url(settings.repository)),
+        settings.chart_file,
+    )
+    if settings.chart_file:
+        source["chart"] = hidden(settings.chart_file)
     return helm.Release(
         RELEASE_NAME,
         helm.ReleaseArgs(

@@ -13,17 +13,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_command import remote
 
 from components.k3s import proxy_env
-from components.node import BareMetalNode
+from components.node import BareMetalNode, url_secrets
 from components.remote_script import ScriptStep
+from stacks.secrecy import SecretSections, holds_secret
 from stacks.site_model import DockerSettings, Node, OsSettings, RegistrySettings
 
 DOCKER_SCRIPT = "docker-engine.sh"
+# The sections each script variable comes from (stacks/secrecy.py); the others come from os.
+DOCKER_SOURCES: dict[str, tuple[str, ...]] = {
+    "CONVECTHUB_NODE_NAME": (),
+    "CONVECTHUB_DOCKER_DAEMON_JSON": ("os", "registry", "nodes"),
+}
+DOCKER_URLS = (
+    "CONVECTHUB_DOCKER_REPO",
+    "CONVECTHUB_DOCKER_KEY_URL",
+    "CONVECTHUB_HTTP_PROXY",
+    "CONVECTHUB_HTTPS_PROXY",
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,7 @@ class DockerSite:
     os: OsSettings
     registry: RegistrySettings
     after: Sequence[pulumi.Resource] = ()
+    secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 
 NVIDIA_RUNTIME = {"path": "nvidia-container-runtime", "runtimeArgs": []}
@@ -86,7 +99,15 @@ class DockerEngine(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ):
         super().__init__("convecthub:infra:DockerEngine", name, None, opts)
-        step = ScriptStep(DOCKER_SCRIPT, env=docker_env(node, settings.os, settings.registry))
+        env = docker_env(node, settings.os, settings.registry)
+        secret = url_secrets(env, DOCKER_URLS)
+        # A setting named like a secret, or a URL with credentials (a mirror's, a proxy's).
+        if holds_secret(docker_daemon_config(node, settings.os.docker, settings.registry)):
+            secret.append("CONVECTHUB_DOCKER_DAEMON_JSON")
+        plain, hidden = settings.secrets.split_env(
+            env, DOCKER_SOURCES, default=("os",), secret=secret
+        )
+        step = ScriptStep(DOCKER_SCRIPT, env=plain, secret_env=hidden)
         self.engine = host.run_prepared(f"{name}-engine", step, parent=self, after=settings.after)
         steps = [step.describe().apply(lambda d: {"step": "docker", "action": "apply", **d})]
         self.register_outputs({"steps": steps})

@@ -15,13 +15,14 @@ pod asking for `nvidia.com/gpu` runs on the NVIDIA runtime without naming a Runt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
 from components.connection import connection_args
-from components.node import BareMetalNode
+from components.node import BareMetalNode, url_secrets
 from components.remote_script import ScriptStep
+from stacks.secrecy import SecretSections
 from stacks.site_model import GpuSettings, Node, SshSettings
 
 DRIVER_SCRIPT = "gpu-driver.sh"
@@ -32,6 +33,14 @@ REBOOT_DIAL_SECONDS = 15
 # that refuses (sshd stopped for the reboot) or has no route fails each dial at once, so the
 # attempts are counted at that pace: a node that times out instead only waits longer.
 REDIAL_PAUSE_SECONDS = 5
+# The sections each script variable comes from (stacks/secrecy.py).
+DRIVER_SOURCES: dict[str, tuple[str, ...]] = {
+    "CONVECTHUB_NODE_NAME": (),
+    "CONVECTHUB_GPU_VENDOR": ("nodes",),
+    "CONVECTHUB_INSTALL_DRIVER": ("nodes",),
+}
+RUNTIME_SOURCES: dict[str, tuple[str, ...]] = {"CONVECTHUB_NODE_NAME": ()}
+RUNTIME_URLS = ("CONVECTHUB_TOOLKIT_REPO", "CONVECTHUB_TOOLKIT_KEY_URL")
 
 
 def driver_env(node: Node, settings: GpuSettings) -> dict[str, str]:
@@ -69,6 +78,7 @@ class GpuNodeArgs:
     host: BareMetalNode
     ssh: SshSettings  # the node's effective SSH settings
     settings: GpuSettings
+    secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 
 class GpuNode(pulumi.ComponentResource):
@@ -80,14 +90,22 @@ class GpuNode(pulumi.ComponentResource):
         super().__init__("convecthub:infra:GpuNode", name, None, opts)
         node, host = args.node, args.host
         assert node.gpu is not None
-        driver_step = ScriptStep(DRIVER_SCRIPT, env=driver_env(node, args.settings))
+        secrets = args.secrets
+        env, secret_env = secrets.split_env(
+            driver_env(node, args.settings), DRIVER_SOURCES, default=("gpu",)
+        )
+        driver_step = ScriptStep(DRIVER_SCRIPT, env=env, secret_env=secret_env)
         self.driver = host.run_prepared(
             f"{name}-driver", driver_step, parent=self, reversible=False
         )
         self.ready = self.driver
         steps = [driver_step.describe().apply(lambda d: {"step": "gpu-driver", **d})]
         if node.gpu.vendor == "nvidia":
-            runtime_step = ScriptStep(RUNTIME_SCRIPT, env=runtime_env(node, args.settings))
+            env = runtime_env(node, args.settings)
+            plain, secret = secrets.split_env(
+                env, RUNTIME_SOURCES, default=("gpu",), secret=url_secrets(env, RUNTIME_URLS)
+            )
+            runtime_step = ScriptStep(RUNTIME_SCRIPT, env=plain, secret_env=secret)
             self.runtime = host.run_prepared(
                 f"{name}-runtime",
                 runtime_step,
@@ -102,4 +120,4 @@ class GpuNode(pulumi.ComponentResource):
                 )
             )
         self._steps = steps
-        self.register_outputs({"vendor": node.gpu.vendor, "steps": steps})
+        self.register_outputs({"vendor": secrets.wrap(node.gpu.vendor, "nodes"), "steps": steps})

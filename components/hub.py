@@ -24,7 +24,7 @@ import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as kubernetes
@@ -35,7 +35,13 @@ from components.chart_source import chart_source
 from components.k3s import accelerator_labels
 from components.node import BareMetalNode
 from components.remote_script import ScriptStep
-from stacks.site_model import HubSettings, Node, StorageSettings
+from stacks.secrecy import (
+    SecretSections,
+    has_credentials_in_url,
+    secret_value_paths,
+    with_secrets_at,
+)
+from stacks.site_model import HubSettings, Node, StorageSettings, url_host
 from stacks.values_file import read_values_file
 
 RELEASE_NAME = "convecthub"
@@ -235,6 +241,23 @@ def site_values(hub: HubSettings) -> dict[str, object]:
     return merge_values(from_file, hub.values)
 
 
+def release_values(
+    values: Mapping[str, object], site: Mapping[str, object], secrets: SecretSections
+) -> pulumi.Input[Mapping[str, object]]:
+    """The release's values (`site`'s merged over the program's) with their secrets as secret
+    Outputs: all of them when the hub's section is secret (they come from it); else the
+    profiles when the nodes' section is, the users' storage when storage's is, and the site's
+    values that are secrets by their names or URLs (stacks/secrecy.py)."""
+    if "hub" in secrets:
+        return pulumi.Output.secret(values)
+    paths: list[tuple[int | str, ...]] = list(secret_value_paths(site))
+    if "nodes" in secrets:
+        paths.append(("singleuser", "profileList"))
+    if "storage" in secrets:
+        paths.append(("singleuser", "storage"))
+    return with_secrets_at(values, paths)
+
+
 def entry_service_spec(hub: HubSettings) -> dict[str, object]:
     """The Service that puts the hub's proxy on the master's ports."""
     return {
@@ -255,7 +278,7 @@ def hub_names(address: str, hub: HubSettings) -> list[str]:
 def hub_urls(address: str, hub: HubSettings) -> dict[str, str]:
     https = "" if hub.https_port == 443 else f":{hub.https_port}"
     http = "" if hub.http_port == 80 else f":{hub.http_port}"
-    host = hub.hosts[0] if hub.hosts else address
+    host = url_host(hub.hosts[0] if hub.hosts else address)  # an IPv6 address in brackets
     return {"https": f"https://{host}{https}/", "http": f"http://{host}{http}/"}
 
 
@@ -267,6 +290,7 @@ class HubPlatformArgs:
     first_server: BareMetalNode
     provider: kubernetes.Provider
     after: Sequence[pulumi.Resource]  # the nodes' memberships, the device plugins
+    secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 
 class HubPlatform(pulumi.ComponentResource):
@@ -280,6 +304,7 @@ class HubPlatform(pulumi.ComponentResource):
     ):
         super().__init__("convecthub:infra:HubPlatform", name, None, opts)
         hub = args.settings
+        secrets = args.secrets
         k8s = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
         def hex_secret(suffix: str) -> pulumi.Output[str]:
@@ -304,21 +329,33 @@ class HubPlatform(pulumi.ComponentResource):
                 ).result
             )
         certificate, key = self._certificate(name, args)
-        secrets = HubSecrets(
+        hub_secrets = HubSecrets(
             cookie_secret=hex_secret("cookie-secret"),
             proxy_token=hex_secret("proxy-token"),
             tls_certificate=certificate,
             tls_key=key,
             admin_password=self.admin_password,
         )
-        values = merge_values(hub_values(hub, args.nodes, secrets, args.storage), site_values(hub))
+        theirs = site_values(hub)
+        values = merge_values(hub_values(hub, args.nodes, hub_secrets, args.storage), theirs)
         namespace = kubernetes.core.v1.Namespace(
             f"{name}-namespace",
             metadata={"name": hub.namespace},
             opts=pulumi.ResourceOptions.merge(k8s, pulumi.ResourceOptions(depends_on=args.after)),
         )
         homes = self._home_volume(name, args, k8s, namespace)
-        source = chart_source(CHART, hub.chart_version, hub.repository, hub.chart_file)
+        # A repository URL with credentials in it is a secret of its own.
+        repository_secret = has_credentials_in_url(hub.repository) and not hub.chart_file
+        source = chart_source(
+            CHART,
+            secrets.wrap(hub.chart_version, "hub"),
+            pulumi.Output.secret(hub.repository)
+            if repository_secret
+            else secrets.wrap(hub.repository, "hub"),
+            hub.chart_file,
+        )
+        if hub.chart_file:
+            source["chart"] = secrets.wrap(source["chart"], "hub")
         self.release = helm.Release(
             RELEASE_NAME,
             helm.ReleaseArgs(
@@ -326,8 +363,8 @@ class HubPlatform(pulumi.ComponentResource):
                 namespace=hub.namespace,
                 atomic=True,
                 cleanup_on_fail=True,
-                timeout=hub.timeout_seconds,
-                values=values,
+                timeout=secrets.wrap(hub.timeout_seconds, "hub"),
+                values=release_values(values, theirs, secrets),
                 **source,
             ),
             opts=pulumi.ResourceOptions.merge(
@@ -337,21 +374,37 @@ class HubPlatform(pulumi.ComponentResource):
         self.entry = kubernetes.core.v1.Service(
             f"{name}-entry",
             metadata={"name": ENTRY_SERVICE, "namespace": hub.namespace},
-            spec=entry_service_spec(hub),
+            spec=self._entry_spec(hub, secrets),
             opts=pulumi.ResourceOptions.merge(k8s, pulumi.ResourceOptions(depends_on=[namespace])),
         )
-        self.urls = args.first_server.address.apply(lambda address: hub_urls(address, hub))
+        self.urls = secrets.wrap(
+            args.first_server.address.apply(lambda address: hub_urls(address, hub)), "hub"
+        )
+        chart = hub.chart_file or f"{CHART} {hub.chart_version} from {hub.repository}"
+        # The namespace stays plain, as its objects' IDs do in the state.
         self.register_outputs(
             {
                 "urls": self.urls,
                 "namespace": hub.namespace,
-                "chart": hub.chart_file or f"{CHART} {hub.chart_version} from {hub.repository}",
-                "certificate": "the site's (hub.tls)"
-                if hub.tls.certificate is not None
-                else f"self-signed, made on the first server ({CERTIFICATE_SCRIPT})",
-                "profiles": profile_names(values),
+                "chart": pulumi.Output.secret(chart)
+                if repository_secret
+                else secrets.wrap(chart, "hub"),
+                "certificate": secrets.wrap(
+                    "the site's (hub.tls)"
+                    if hub.tls.certificate is not None
+                    else f"self-signed, made on the first server ({CERTIFICATE_SCRIPT})",
+                    "hub",
+                ),
+                "profiles": secrets.wrap(profile_names(values), "hub", "nodes"),
             }
         )
+
+    @staticmethod
+    def _entry_spec(hub: HubSettings, secrets: SecretSections) -> dict[str, object]:
+        spec = entry_service_spec(hub)
+        if "hub" in secrets:
+            spec["ports"] = pulumi.Output.secret(spec["ports"])
+        return spec
 
     def _home_volume(
         self,
@@ -372,10 +425,17 @@ class HubPlatform(pulumi.ComponentResource):
             volume_binding_mode="Immediate",
             opts=k8s,
         )
+        secrets = args.secrets
+        volume_spec = home_volume_spec(storage)
+        claim_spec = home_claim_spec(storage)
+        if "storage" in secrets:  # what comes from the section: the export and the sizes
+            for key in ("capacity", "mountOptions", "nfs"):
+                volume_spec[key] = pulumi.Output.secret(volume_spec[key])
+            claim_spec["resources"] = pulumi.Output.secret(claim_spec["resources"])
         volume = kubernetes.core.v1.PersistentVolume(
             f"{name}-home-volume",
             metadata={"name": HOME_VOLUME},
-            spec=home_volume_spec(storage),
+            spec=volume_spec,
             opts=pulumi.ResourceOptions.merge(
                 k8s, pulumi.ResourceOptions(depends_on=[storage_class])
             ),
@@ -383,7 +443,7 @@ class HubPlatform(pulumi.ComponentResource):
         claim = kubernetes.core.v1.PersistentVolumeClaim(
             f"{name}-home-claim",
             metadata={"name": HOME_VOLUME, "namespace": args.settings.namespace},
-            spec=home_claim_spec(storage),
+            spec=claim_spec,
             opts=pulumi.ResourceOptions.merge(
                 k8s, pulumi.ResourceOptions(depends_on=[namespace, volume])
             ),
@@ -393,11 +453,18 @@ class HubPlatform(pulumi.ComponentResource):
     def _certificate(self, name: str, args: HubPlatformArgs) -> tuple[object, object]:
         """The site's certificate and key, else a self-signed pair from the first server."""
         tls = args.settings.tls
+        secrets = args.secrets
         if tls.certificate is not None and tls.key is not None:
-            return tls.certificate, pulumi.Output.secret(tls.key.get_secret_value())
+            return (
+                secrets.wrap(tls.certificate, "hub"),
+                pulumi.Output.secret(tls.key.get_secret_value()),
+            )
         host = args.first_server
         names = host.address.apply(lambda address: ",".join(hub_names(address, args.settings)))
-        step = ScriptStep(CERTIFICATE_SCRIPT, env={"CONVECTHUB_HUB_NAMES": names})
+        # hub.hosts are the hub's; the first server's address is secret when it comes from a
+        # secret nodes section (Output secrecy carries that).
+        plain, secret = secrets.split_env({"CONVECTHUB_HUB_NAMES": names}, {}, default=("hub",))
+        step = ScriptStep(CERTIFICATE_SCRIPT, env=plain, secret_env=secret)
         command = host.run_prepared(f"{name}-certificate", step, parent=self, secret_stdout=True)
         pair = command.stdout.apply(json.loads)
         return (

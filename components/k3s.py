@@ -27,8 +27,9 @@ import yaml
 from pulumi_command import remote
 
 from components.airgap import REMOTE_DIR, AirgapBundle
-from components.node import BareMetalNode, no_proxy
+from components.node import BareMetalNode, no_proxy, url_secrets
 from components.remote_script import ScriptStep, script_command
+from stacks.secrecy import SecretSections, holds_secret
 from stacks.site_model import K3sSettings, Node, OsSettings, RegistrySettings
 
 INSTALL_SCRIPT = "k3s-install.sh"
@@ -41,6 +42,27 @@ EVERY_REGISTRY = "*"
 
 # With it on some nodes, k3s's ServiceLB binds LoadBalancer ports (the hub's) on those only.
 SERVICE_LB_LABEL = "svccontroller.k3s.cattle.io/enablelb"
+# The sections each script variable comes from (stacks/secrecy.py): a variable of a secret
+# section is secret. The node's name stays plain (it names the node's resources), and so does
+# where the bundle lands (the login user's home, from the node's facts).
+INSTALL_SOURCES: dict[str, tuple[str, ...]] = {
+    "CONVECTHUB_NODE_NAME": (),
+    "CONVECTHUB_K3S_ROLE": ("nodes",),
+    "CONVECTHUB_K3S_CONFIG": ("nodes", "k3s"),
+    "CONVECTHUB_BUNDLE_ROOT": (),
+    "CONVECTHUB_BUNDLE_DIR": ("nodes",),
+    "CONVECTHUB_IMAGES_DIR": ("nodes",),
+    "CONVECTHUB_REGISTRIES": ("registry",),
+    "CONVECTHUB_NO_PROXY": ("os", "k3s"),
+    "CONVECTHUB_HTTP_PROXY": ("os",),
+    "CONVECTHUB_HTTPS_PROXY": ("os",),
+}
+INSTALL_URLS = ("CONVECTHUB_INSTALL_SCRIPT_URL", "CONVECTHUB_HTTP_PROXY", "CONVECTHUB_HTTPS_PROXY")
+MEMBERSHIP_SOURCES: dict[str, tuple[str, ...]] = {
+    "CONVECTHUB_NODE_NAME": (),
+    "CONVECTHUB_LABELS": ("nodes",),
+    "CONVECTHUB_TAINTS": ("nodes",),
+}
 
 
 def api_server_url(address: str) -> str:
@@ -192,6 +214,7 @@ class K3sNodeArgs:
     after: Sequence[pulumi.Resource] = field(default_factory=tuple)  # install waits for these
     # Steps on the node itself the install waits for besides OS prep (the GPU layer).
     node_steps: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 
 class _K3sNode(pulumi.ComponentResource):
@@ -217,10 +240,12 @@ class _K3sNode(pulumi.ComponentResource):
             parent=self,
             after=[*args.node_steps, *copies, *args.after],
         )
-        membership_step = ScriptStep(
-            MEMBERSHIP_SCRIPT,
-            env=membership_env(args.node, args.settings, binds_service_ports=args.role.first),
+        plain, secret = args.secrets.split_env(
+            membership_env(args.node, args.settings, binds_service_ports=args.role.first),
+            MEMBERSHIP_SOURCES,
+            default=("k3s",),
         )
+        membership_step = ScriptStep(MEMBERSHIP_SCRIPT, env=plain, secret_env=secret)
         first = args.first_server
         self.membership = script_command(
             f"{name}-membership",
@@ -256,7 +281,6 @@ class _K3sNode(pulumi.ComponentResource):
             "CONVECTHUB_K3S_CONFIG": config,
             "CONVECTHUB_READY_TIMEOUT": str(args.settings.ready_timeout_seconds),
         }
-        secret_env: dict[str, pulumi.Input[str]] = {"CONVECTHUB_K3S_TOKEN": args.token}
         arch = args.node.arch
         if bundle_root is not None:
             env["CONVECTHUB_BUNDLE_ROOT"] = bundle_root
@@ -268,12 +292,26 @@ class _K3sNode(pulumi.ComponentResource):
         else:
             env["CONVECTHUB_INSTALL_SCRIPT_URL"] = args.settings.install_script_url
         registries = registries_config(args.registry, embedded_mirror=role.embedded_registry)
+        # Registry passwords, or mirrors' URLs with credentials, make the whole file a secret;
+        # so do further config.yaml options named like secrets (agent-token, etcd-s3-secret-key)
+        # or with credentials in their URL (a datastore-endpoint's).
+        secret = []
         if registries:
-            # Registry passwords make the whole file a secret.
-            target = secret_env if args.registry.credentials else env
-            target["CONVECTHUB_REGISTRIES"] = to_yaml(registries)
+            env["CONVECTHUB_REGISTRIES"] = to_yaml(registries)
+            if args.registry.credentials or holds_secret(registries):
+                secret.append("CONVECTHUB_REGISTRIES")
+        extra = args.settings.server_config if role.server else args.settings.agent_config
+        if holds_secret(dict(extra)):
+            secret.append("CONVECTHUB_K3S_CONFIG")
         env.update(proxy_env(args.os, _cluster_networks(args.settings)))
-        return env, secret_env
+        plain, secret_env = args.secrets.split_env(
+            env,
+            INSTALL_SOURCES,
+            default=("k3s",),
+            secret=[*secret, *url_secrets(env, INSTALL_URLS)],
+        )
+        secret_env["CONVECTHUB_K3S_TOKEN"] = args.token
+        return plain, secret_env
 
     def _copy_bundle(
         self, args: K3sNodeArgs, bundle_root: pulumi.Output[str]
@@ -323,6 +361,7 @@ class K3sServer(_K3sNode):
         self.kubeconfig = None
         outputs: dict[str, object] = {"install": self.install.id, "steps": self._steps}
         if args.role.first:
+            # The URL is secret when what it comes from is: Output secrecy carries it here.
             step = ScriptStep(KUBECONFIG_SCRIPT, env={"CONVECTHUB_API_SERVER": args.api_server})
             read = script_command(
                 f"{name}-kubeconfig",

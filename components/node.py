@@ -12,8 +12,11 @@ first, then calls `prepare_os` on each with the fleet's hosts list.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import ipaddress
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -21,7 +24,16 @@ from pulumi_command import remote
 
 from components.connection import connection_args, login_user
 from components.remote_script import ScriptStep, script_command
-from stacks.site_model import Node, OsSettings, SshSettings, StorageSettings
+from stacks.secrecy import SecretSections, has_credentials_in_url
+from stacks.site_model import (
+    Node,
+    OsSettings,
+    SshSettings,
+    StorageSettings,
+    ip_text,
+    is_plain_absolute_path,
+    parse_ip,
+)
 
 FACTS_SCRIPT = "node-facts.sh"
 # The keys of the JSON object node-facts.sh prints.
@@ -53,6 +65,31 @@ CLUSTER_NO_PROXY = (
     ".svc",
     ".cluster.local",
 )
+
+
+# The sections each script variable comes from (stacks/secrecy.py): a variable of a secret
+# section is secret. The node's name stays plain: it names the node's resources.
+FACTS_SOURCES: dict[str, tuple[str, ...]] = {"CONVECTHUB_NODE_NAME": ()}
+# The fleet's hosts list is an Output: secret when an address in it is (a configured address
+# of a secret nodes section), plain for the names and the addresses the nodes report.
+OS_PREP_SOURCES: dict[str, tuple[str, ...]] = {"CONVECTHUB_NODE_NAME": (), "CONVECTHUB_HOSTS": ()}
+STORAGE_SOURCES: dict[str, tuple[str, ...]] = {"CONVECTHUB_NODE_NAME": ()}
+# os-prep.sh's variables that are URLs: secret when they carry credentials.
+OS_PREP_URLS = (
+    "CONVECTHUB_APT_MIRROR",
+    "CONVECTHUB_APT_PROXY",
+    "CONVECTHUB_HTTP_PROXY",
+    "CONVECTHUB_HTTPS_PROXY",
+)
+
+
+def url_secrets(env: Mapping[str, pulumi.Input[str]], names: Sequence[str]) -> list[str]:
+    """The variables among `names` whose URL carries credentials (user:password@)."""
+    return [
+        name
+        for name in names
+        if isinstance(env.get(name), str) and has_credentials_in_url(str(env[name]))
+    ]
 
 
 def facts_env(node: Node) -> dict[str, str]:
@@ -101,14 +138,55 @@ def storage_env(node: Node, storage: StorageSettings) -> dict[str, str]:
     }
 
 
+# The offline render answers every facts step with placeholders (`<master.address>`): within
+# `reviewing_placeholder_facts()` those pass unchecked, as nothing ran.
+_PLACEHOLDER_FACTS = contextvars.ContextVar("convecthub_placeholder_facts", default=False)
+
+
+@contextlib.contextmanager
+def reviewing_placeholder_facts() -> Iterator[None]:
+    token = _PLACEHOLDER_FACTS.set(True)
+    try:
+        yield
+    finally:
+        _PLACEHOLDER_FACTS.reset(token)
+
+
+def _reported_ip(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return parse_ip(value) if isinstance(value, str) else None
+    except ValueError:  # a scope id (pydantic's error is a ValueError)
+        return None
+
+
 def parse_facts(node_name: str, stdout: str) -> dict:
+    """The facts a node printed. What the rest of the site takes from them (its address goes to
+    every node's hosts file and join URL, its home into paths) is held to the model's grammar:
+    a node is not trusted to print only what node-facts.sh would."""
     try:
         facts = json.loads(stdout)
     except ValueError:
+        facts = None
+    if not isinstance(facts, dict):
         raise pulumi.RunError(
             f"node {node_name}: the preflight printed no facts (got {stdout[:80]!r}): "
             "run components/scripts/node-facts.sh on it by hand to see why"
-        ) from None
+        )
+    if _PLACEHOLDER_FACTS.get():
+        return facts
+    address = _reported_ip(facts.get("address"))
+    if address is None:
+        raise pulumi.RunError(
+            f"node {node_name}: the preflight reported {str(facts.get('address'))[:80]!r} as its "
+            "address, which is no IP address: set address (or iface) for it in convecthub:nodes"
+        )
+    facts["address"] = ip_text(address)
+    home = facts.get("home")
+    if not (isinstance(home, str) and is_plain_absolute_path(home)):
+        raise pulumi.RunError(
+            f"node {node_name}: the preflight reported {str(home)[:80]!r} as the login's home, "
+            "which is no plain absolute path: give the SSH user a home such as /home/ubuntu"
+        )
     return facts
 
 
@@ -118,6 +196,7 @@ class BareMetalNodeArgs:
     ssh: SshSettings  # effective: the node's overrides over the site's defaults
     os: OsSettings
     storage: StorageSettings = field(default_factory=StorageSettings)
+    secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 
 class BareMetalNode(pulumi.ComponentResource):
@@ -135,7 +214,10 @@ class BareMetalNode(pulumi.ComponentResource):
         self._args = args
         self._user = login_user(args.ssh)
         self.connection = connection_args(args.node.host, args.ssh)
-        self._facts_step = ScriptStep(FACTS_SCRIPT, env=facts_env(args.node))
+        env, secret_env = args.secrets.split_env(
+            facts_env(args.node), FACTS_SOURCES, default=("nodes",)
+        )
+        self._facts_step = ScriptStep(FACTS_SCRIPT, env=env, secret_env=secret_env)
         self.facts_command = script_command(
             f"{name}-facts",
             self._facts_step,
@@ -147,7 +229,7 @@ class BareMetalNode(pulumi.ComponentResource):
         )
         self.facts = self.facts_command.stdout.apply(lambda out: parse_facts(name, out))
         self.address = (
-            pulumi.Output.from_input(args.node.address)
+            pulumi.Output.from_input(args.secrets.wrap(args.node.address, "nodes"))
             if args.node.address
             else self.facts.apply(lambda facts: facts["address"])
         )
@@ -184,9 +266,11 @@ class BareMetalNode(pulumi.ComponentResource):
 
     def prepare_os(self, fleet_hosts: pulumi.Input[str]) -> None:
         """Register the OS prep step; `fleet_hosts` is "name=address,..." for every node."""
-        step = ScriptStep(
-            OS_PREP_SCRIPT, env=os_prep_env(self._args.node, self._args.os, fleet_hosts)
+        env = os_prep_env(self._args.node, self._args.os, fleet_hosts)
+        plain, secret = self._args.secrets.split_env(
+            env, OS_PREP_SOURCES, default=("os",), secret=url_secrets(env, OS_PREP_URLS)
         )
+        step = ScriptStep(OS_PREP_SCRIPT, env=plain, secret_env=secret)
         self.os_prep_command = script_command(
             f"{self._name}-os-prep",
             step,
@@ -201,7 +285,10 @@ class BareMetalNode(pulumi.ComponentResource):
         self.ready: pulumi.Resource = self.os_prep_command  # what the node's k3s waits for
         storage = self._args.storage
         if storage.nfs is not None:
-            mount = ScriptStep(STORAGE_SCRIPT, env=storage_env(self._args.node, storage))
+            plain, secret = self._args.secrets.split_env(
+                storage_env(self._args.node, storage), STORAGE_SOURCES, default=("storage",)
+            )
+            mount = ScriptStep(STORAGE_SCRIPT, env=plain, secret_env=secret)
             self.storage_command = self.run_prepared(f"{self._name}-storage", mount, parent=self)
             self.ready = self.storage_command
             described.append(

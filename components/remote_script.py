@@ -73,11 +73,26 @@ class ScriptStep:
         )
 
     def describe(self) -> pulumi.Output[dict]:
-        """What runs, for people: the script and its environment, secrets masked."""
+        """What runs, for people: the script and its environment, secrets masked (the
+        `secret_env` ones and any `env` value that is a secret Output)."""
         masked = {name: SECRET_MASK for name in self.secret_env}
-        return pulumi.Output.all(**self.env).apply(
+        shown = {name: _masked_if_secret(value) for name, value in self.env.items()}
+        return pulumi.Output.all(**shown).apply(
             lambda resolved: {"script": self.script, "env": {**resolved, **masked}}
         )
+
+
+def _masked_if_secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The value, or the mask in its place when it is a secret Output (then known and plain)."""
+    output = pulumi.Output.from_input(value)
+
+    async def shown() -> object:
+        return SECRET_MASK if await output.is_secret() else await output.future(with_unknowns=True)
+
+    async def known() -> bool:
+        return await output.is_secret() or await output.is_known()
+
+    return pulumi.Output(output.resources(), shown(), known())
 
 
 def script_command(

@@ -5,6 +5,8 @@
   python -m stacks outputs --stack SITE [NAME] [--show-secrets] [--json]
   python -m stacks import-inventory FILE [--stack SITE]   a stack file from an Ansible or
                                                           OpenPAI inventory
+  python -m stacks known-hosts --stack SITE [--write]   collect the nodes' SSH host keys and
+                                                        pin them in the stack file
   python -m stacks render STACK_FILE [--json]   the resource graph and per-node steps, offline
   python -m stacks schema                       JSON Schema of a stack file's config
 
@@ -23,13 +25,17 @@ import pulumi
 from stacks import automation
 from stacks.config import ConfigError
 from stacks.importers.cli import register as register_import
+from stacks.known_hosts import register as register_known_hosts
 
 
 def _render(args: argparse.Namespace) -> int:
+    from stacks.host_keys import check_host_keys
     from stacks.render import evaluate, format_text
     from stacks.stackfile import read_stack_file
 
     rendering = evaluate(read_stack_file(args.stack_file))
+    for warning in check_host_keys(rendering.loaded.site, rendering.stack.stack, refuse=False):
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(rendering.as_json(), indent=2, sort_keys=True))
     else:
@@ -49,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     automation.register(commands)
     register_import(commands)
+    register_known_hosts(commands)
     render = commands.add_parser("render", help="show the graph a stack file becomes, offline")
     render.add_argument("stack_file", help="a Pulumi.<stack>.yaml file")
     render.add_argument(

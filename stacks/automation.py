@@ -36,7 +36,13 @@ from pulumi.automation import (
 from stacks.backend import Backend, BackendError, backend_for
 from stacks.config import NAMESPACE, ConfigError
 from stacks.progress import RunProgress, expected_steps
-from stacks.stackfile import PROJECT_DIR, STACK_NAME, read_stack_file, stack_file_path
+from stacks.stackfile import (
+    PROJECT_DIR,
+    STACK_NAME,
+    read_stack_file,
+    stack_file_path,
+    stack_of,
+)
 
 COMMANDS = ("preview", "up", "destroy", "refresh", "outputs")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -139,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in backend.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.command in ("preview", "up"):
-        expected = _check_site(stack_file, say)
+        expected = _check_site(stack_file, say, record_host_keys=args.command == "up")
     else:
         expected = dict.fromkeys(_node_names(stack_file), 0)
     workspace = LocalWorkspace(
@@ -159,9 +165,14 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK if report.succeeded else EXIT_FAILED
 
 
-def _check_site(stack_file: Path, say: Callable[[str], None]) -> dict[str, int]:
+def _check_site(
+    stack_file: Path, say: Callable[[str], None], *, record_host_keys: bool = False
+) -> dict[str, int]:
     """The stack file checked as the program will check it, and each node's step count.
-    A mistake raises `ConfigError` (one line, exit 2) before the CLI is asked anything."""
+    A mistake raises `ConfigError` (one line, exit 2) before the CLI is asked anything.
+    With `record_host_keys` (up), the keys of hostKeyPolicy accept-new nodes met for the first
+    time are collected and written into the stack file first (stacks/host_keys.py)."""
+    from stacks.host_keys import check_host_keys, record_first_contact
     from stacks.render import evaluate
 
     if not stack_file.is_file():
@@ -169,9 +180,13 @@ def _check_site(stack_file: Path, say: Callable[[str], None]) -> dict[str, int]:
             f"{stack_file} does not exist: write the site's stack file there (see "
             "examples/, or `python -m stacks import-inventory` for an Ansible inventory)"
         )
+    if record_host_keys:
+        record_first_contact(stack_file, stack_of(stack_file) or stack_file.stem, say)
     with contextlib.chdir(stack_file.parent):  # where the CLI runs it: relative paths agree
         rendering = evaluate(read_stack_file(stack_file))
     for warning in rendering.loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for warning in check_host_keys(rendering.loaded.site, rendering.stack.stack, refuse=True):
         print(f"warning: {warning}", file=sys.stderr)
     expected = expected_steps(rendering.resources)
     say(f"site {rendering.stack.stack}: {len(expected)} node(s), {sum(expected.values())} steps")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from stacks.safe_yaml import YamlError, load_yaml_file
 
 STATE_DIRECTORY = ".pulumi-state"
 PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"
@@ -62,8 +62,8 @@ def _uses_passphrase(url: str, stack_file: Path) -> bool:
 
 def _secrets_provider(stack_file: Path) -> str | None:
     try:
-        document = yaml.safe_load(stack_file.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        document = load_yaml_file(stack_file).data or {}
+    except YamlError:
         return None  # the program's own check of the stack file says what is wrong with it
     provider = document.get("secretsprovider") if isinstance(document, dict) else None
     return str(provider).split("://", 1)[0] if provider else None

@@ -13,7 +13,7 @@ HubPlatform   ConvectHub (the JupyterHub chart) on the master's ports, after all
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as kubernetes
@@ -35,6 +35,7 @@ from components.k3s import (
     node_labels,
 )
 from components.node import BareMetalNode, BareMetalNodeArgs
+from stacks.secrecy import SecretSections
 from stacks.site_model import Node, Site
 
 # What the per-node summary output repeats of each node's facts.
@@ -56,24 +57,27 @@ class Cluster:
     device_plugin: helm.Release | None  # when the site has NVIDIA GPUs
     ascend_device_plugin: kubernetes.apps.v1.DaemonSet | None  # when it has Ascend NPUs
     hub: HubPlatform
+    secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
     def summary(self) -> pulumi.Output[dict]:
-        """Per node: role, address, arch and what the preflight found."""
+        """Per node: role, address, arch and what the preflight found (secret when the nodes'
+        section is: it comes from there)."""
         return pulumi.Output.all(
             **{
-                node.name: pulumi.Output.all(
-                    self.nodes[node.name].facts, self.nodes[node.name].address
-                ).apply(
-                    lambda resolved, node=node: {
-                        "role": node.role,
-                        "host": node.host,
-                        "address": resolved[1],
-                        **{key: resolved[0].get(key) for key in SUMMARY_FACTS},
-                        # What the node carries: the hub's labels too, not just the config's.
-                        "labels": node_labels(node, node.name == self.site.servers[0].name),
-                    }
-                )
+                node.name: self.secrets.wrap(self._node_summary(node), "nodes")
                 for node in self.site.nodes
+            }
+        )
+
+    def _node_summary(self, node: Node) -> pulumi.Output[dict]:
+        return pulumi.Output.all(self.nodes[node.name].facts, self.nodes[node.name].address).apply(
+            lambda resolved: {
+                "role": node.role,
+                "host": node.host,
+                "address": resolved[1],
+                **{key: resolved[0].get(key) for key in SUMMARY_FACTS},
+                # What the node carries: the hub's labels too, not just the config's.
+                "labels": node_labels(node, node.name == self.site.servers[0].name),
             }
         )
 
@@ -93,11 +97,20 @@ def _holds_images(site: Site, node: Node) -> bool:
     return not site.registry_nodes or node in site.registry_nodes
 
 
-def build_cluster(site: Site) -> Cluster:
+def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
+    """The cluster's components; `secrets`, the sections Pulumi holds as secret, are passed
+    down so that what comes from them stays secret."""
+    secrets = secrets or SecretSections()
     nodes = {
         node.name: BareMetalNode(
             node.name,
-            BareMetalNodeArgs(node=node, ssh=site.ssh_for(node), os=site.os, storage=site.storage),
+            BareMetalNodeArgs(
+                node=node,
+                ssh=site.ssh_for(node),
+                os=site.os,
+                storage=site.storage,
+                secrets=secrets,
+            ),
         )
         for node in site.nodes
     }
@@ -108,7 +121,11 @@ def build_cluster(site: Site) -> Cluster:
         node.name: GpuNode(
             f"{node.name}-gpu",
             GpuNodeArgs(
-                node=node, host=nodes[node.name], ssh=site.ssh_for(node), settings=site.gpu
+                node=node,
+                host=nodes[node.name],
+                ssh=site.ssh_for(node),
+                settings=site.gpu,
+                secrets=secrets,
             ),
             pulumi.ResourceOptions(parent=nodes[node.name]),
         )
@@ -121,7 +138,10 @@ def build_cluster(site: Site) -> Cluster:
             node,
             nodes[node.name],
             DockerSite(
-                site.os, site.registry, after=[gpus[node.name].ready] if node.name in gpus else []
+                site.os,
+                site.registry,
+                after=[gpus[node.name].ready] if node.name in gpus else [],
+                secrets=secrets,
             ),
             pulumi.ResourceOptions(parent=nodes[node.name]),
         )
@@ -131,9 +151,9 @@ def build_cluster(site: Site) -> Cluster:
     token = cluster_token(site)
     first = nodes[site.servers[0].name]
     endpoint = site.k3s.api_endpoint
-    api_server = (pulumi.Output.from_input(endpoint) if endpoint else first.address).apply(
-        api_server_url
-    )
+    api_server = (
+        pulumi.Output.from_input(secrets.wrap(endpoint, "k3s")) if endpoint else first.address
+    ).apply(api_server_url)
     # Servers join through the first server itself: it is Ready by then, while an endpoint
     # in front of the servers (a VIP, a load balancer) may not route yet. Agents use the
     # endpoint, as clients do.
@@ -157,6 +177,7 @@ def build_cluster(site: Site) -> Cluster:
             # A node joins once its accelerator and its shared storage are ready.
             node_steps=[nodes[node.name].ready]
             + ([gpus[node.name].ready] if node.name in gpus else []),
+            secrets=secrets,
         )
 
     servers: dict[str, K3sServer] = {}
@@ -205,12 +226,14 @@ def build_cluster(site: Site) -> Cluster:
 
     device_plugin = None
     if nvidia_members := labelled("nvidia"):
-        device_plugin = nvidia_device_plugin(site.gpu.device_plugin, provider, nvidia_members)
+        device_plugin = nvidia_device_plugin(
+            site.gpu.device_plugin, provider, nvidia_members, secret="gpu" in secrets
+        )
     ascend_plugin = None
     if ascend_members := labelled("ascend"):
         image = site.gpu.ascend_device_plugin.image
         assert image is not None  # stacks/config.py requires it with Ascend nodes
-        ascend_plugin = ascend_device_plugin(image, provider, ascend_members)
+        ascend_plugin = ascend_device_plugin(secrets.wrap(image, "gpu"), provider, ascend_members)
     plugins = [plugin for plugin in (device_plugin, ascend_plugin) if plugin is not None]
     hub = HubPlatform(
         "hub",
@@ -221,6 +244,7 @@ def build_cluster(site: Site) -> Cluster:
             first_server=first,
             provider=provider,
             after=[*(member.membership for member in members.values()), *plugins],
+            secrets=secrets,
         ),
     )
     return Cluster(
@@ -236,4 +260,5 @@ def build_cluster(site: Site) -> Cluster:
         device_plugin=device_plugin,
         ascend_device_plugin=ascend_plugin,
         hub=hub,
+        secrets=secrets,
     )

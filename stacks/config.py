@@ -7,26 +7,61 @@ resource is registered.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import copy
 import difflib
 import json
 import re
 import types
 import typing
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
 from pydantic import BaseModel, ValidationError
 
 from components.airgap import AirgapBundle
-from stacks.site_model import DockerSettings, GpuSettings, Site
+from stacks.secrecy import SecretSections, has_credentials_in_url, secret_value_paths
+from stacks.site_model import (
+    DockerSettings,
+    GpuSettings,
+    Site,
+    SshSettings,
+    address_key,
+    has_control,
+    is_loopback,
+)
 from stacks.values_file import read_values_file
 
 NAMESPACE = "convecthub"
 # The host ports k3s's packaged Traefik takes on every node (its ServiceLB service).
 TRAEFIK_PORTS = (80, 443)
+# TCP ports k3s itself listens on, on servers or every node: the hub may not take them.
+CLUSTER_PORTS = {
+    6443: "the Kubernetes API (k3s's supervisor)",
+    6444: "k3s's API server behind its supervisor",
+    2379: "the embedded etcd's client port",
+    2380: "the embedded etcd's peer port",
+    2381: "the embedded etcd's metrics port",
+    10248: "the kubelet's health port",
+    10249: "kube-proxy's metrics port",
+    10250: "the kubelet's API",
+    10251: "the scheduler's old insecure port",
+    10256: "kube-proxy's health port",
+    10257: "the controller manager's port",
+    10258: "k3s's cloud controller's port",
+    10259: "the scheduler's port",
+}
 SECRET_PLACEHOLDER = "[secret]"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return match.group().encode("unicode_escape").decode("ascii")
 
 
 class ConfigError(pulumi.RunError):
@@ -36,7 +71,8 @@ class ConfigError(pulumi.RunError):
     """
 
     def __init__(self, path: str, message: str):
-        super().__init__(f"{path}: {message}")
+        # One line whatever the user's input held: a control character shows as its escape.
+        super().__init__(_CONTROL.sub(_escape, f"{path}: {message}"))
         self.path = path
         self.message = message
 
@@ -45,19 +81,23 @@ class ConfigError(pulumi.RunError):
 class LoadedSite:
     site: Site
     warnings: tuple[str, ...]
+    # The sections Pulumi holds as secret: everything taken from them stays secret.
+    secret_sections: SecretSections = field(default_factory=SecretSections)
 
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def key_path(loc: Iterable[int | str]) -> str:
     """('nodes', 2, 'host') -> 'convecthub:nodes[2].host'."""
     parts = list(loc)
-    text = f"{NAMESPACE}:{parts[0]}" if parts else NAMESPACE
+    top = str(parts[0]) if parts else ""
+    top = top if _PLAIN_KEY.fullmatch(top) or not parts else json.dumps(top)
+    text = f"{NAMESPACE}:{top}" if parts else NAMESPACE
     for part in parts[1:]:
         if isinstance(part, int):
             text += f"[{part}]"
-        elif _PLAIN_KEY.match(part):
+        elif _PLAIN_KEY.fullmatch(part):
             text += f".{part}"
         else:
             text += f"[{json.dumps(part)}]"  # a map key such as "docker.io" or "*"
@@ -73,7 +113,10 @@ def load_site(values: Mapping[str, object], secret_keys: Iterable[str] = ()) -> 
     known = list(_aliases(Site))
     for key in values:
         if key not in known:
-            raise ConfigError(key_path([key]), _unknown_key_message(key, known))
+            raise ConfigError(key_path([str(key)]), _unknown_key_message(str(key), known))
+    _check_one_line_text(values)
+    if _REVIEWING_OFFLINE.get():
+        values = _with_typed_placeholders(values)
     try:
         site = Site.model_validate(dict(values))
     except ValidationError as error:
@@ -84,7 +127,70 @@ def load_site(values: Mapping[str, object], secret_keys: Iterable[str] = ()) -> 
     _check_ascend(site)
     _check_airgapped_docker(site)
     _check_hub(site)
-    return LoadedSite(site, tuple(_plain_secret_warnings(values, set(secret_keys))))
+    _check_cluster_endpoints(site)
+    _check_logins(site)
+    _check_storage(site)
+    secret_keys = set(secret_keys)
+    return LoadedSite(
+        site,
+        (*_plain_secret_warnings(values, secret_keys), *_site_warnings(site)),
+        SecretSections.of_keys(secret_keys, NAMESPACE),
+    )
+
+
+# Offline (render, and the check before the CLI) a `secure:` value is the placeholder
+# `[secret]`, which no grammar but a secret's admits: where one stands for an address, a URL,
+# a path..., the review takes a stand-in of that grammar instead, numbered so that no two
+# collide. The section it sits in is secret, so the stand-in is masked wherever it goes.
+_REVIEWING_OFFLINE = contextvars.ContextVar("convecthub_offline_review", default=False)
+_PLACEHOLDER_STAND_INS: dict[str, Callable[[int], str]] = {
+    "url": lambda n: f"https://secret-{n}.invalid/",
+    "address": lambda n: f"secret-{n}.invalid",
+    "registry": lambda n: f"secret-{n}.invalid",
+    "no_proxy": lambda n: f"secret-{n}.invalid",
+    "path": lambda n: f"/srv/secret-{n}",
+    "image": lambda n: f"secret-{n}.invalid/image",
+    "iface": lambda n: f"secret{n}",
+    "node_name": lambda n: f"secret-{n}",
+    "label_value": lambda n: f"secret-{n}",
+    "user_name": lambda n: f"secret{n}",
+}
+
+
+@contextlib.contextmanager
+def reviewing_offline() -> Iterator[None]:
+    """Within: `load_site` reads `[secret]` placeholders as the stack file's secrets (offline
+    there is no passphrase to decrypt them), never as values of their own."""
+    token = _REVIEWING_OFFLINE.set(True)
+    try:
+        yield
+    finally:
+        _REVIEWING_OFFLINE.reset(token)
+
+
+def _with_typed_placeholders(values: Mapping[str, object]) -> dict[str, object]:
+    """`values` with each placeholder that a grammar refuses replaced by a stand-in of that
+    grammar (the model's own error says which), until the model has no more to refuse."""
+    values = copy.deepcopy(dict(values))
+    taken = 0
+    while True:
+        try:
+            Site.model_validate(values)
+            return values
+        except ValidationError as error:
+            replaced = False
+            for problem in error.errors(include_url=False):
+                stand_in = _PLACEHOLDER_STAND_INS.get(problem["type"])
+                if stand_in is None or problem.get("input") != SECRET_PLACEHOLDER:
+                    continue
+                loc = [part for part in problem["loc"] if not _is_schema_tag(part)]
+                parent = _at(values, loc[:-1])
+                if _at(parent, loc[-1:]) == SECRET_PLACEHOLDER:
+                    parent[loc[-1]] = stand_in(taken)  # type: ignore[index]
+                    taken += 1
+                    replaced = True
+            if not replaced:
+                return values  # what is left is the model's to explain
 
 
 def decode_config(config: Mapping[str, object]) -> dict[str, object]:
@@ -93,6 +199,7 @@ def decode_config(config: Mapping[str, object]) -> dict[str, object]:
     prefix = f"{NAMESPACE}:"
     for full_key, raw in config.items():
         if not full_key.startswith(prefix):
+            _check_near_namespace(full_key)
             continue
         value = raw
         if isinstance(raw, str) and raw[:1] in "[{":
@@ -257,6 +364,15 @@ def _check_hub(site: Site) -> None:
                     "traefik to k3s.disable (the hub has its own proxy), or serve the hub on "
                     "other ports, e.g. 9000 and 9443",
                 )
+    ssh_port = site.ssh_for(site.servers[0]).port or 22
+    taken = {ssh_port: f"the first server's SSH port (ssh.port {ssh_port})", **CLUSTER_PORTS}
+    for key, port in (("httpPort", hub.http_port), ("httpsPort", hub.https_port)):
+        if port in taken:
+            raise ConfigError(
+                key_path(["hub", key]),
+                f"{port} is {taken[port]}, which the hub's load balancer would take over on "
+                "the node: serve the hub on another port, e.g. 80 and 443 or 9000 and 9443",
+            )
     if site.registry.bundle_dir is not None and hub.chart_file is None:
         raise ConfigError(
             key_path(["hub", "chartFile"]),
@@ -394,7 +510,7 @@ def _check_fleet(site: Site) -> None:
                 "give every node its own name",
             )
         names[node.name] = index
-        endpoint = (node.host.lower(), site.ssh_for(node).port or 22)
+        endpoint = (address_key(node.host), site.ssh_for(node).port or 22)
         if endpoint in endpoints:
             raise ConfigError(
                 key_path(["nodes", index, "host"]),
@@ -403,13 +519,14 @@ def _check_fleet(site: Site) -> None:
             )
         endpoints[endpoint] = index
         if node.address is not None:
-            if node.address in addresses:
+            address = address_key(node.address)
+            if address in addresses:
                 raise ConfigError(
                     key_path(["nodes", index, "address"]),
-                    f"{node.address} is already the address of nodes[{addresses[node.address]}]:"
+                    f"{node.address} is already the address of nodes[{addresses[address]}]:"
                     " give every node its own private address",
                 )
-            addresses[node.address] = index
+            addresses[address] = index
     if not any(node.is_server for node in nodes):
         raise ConfigError(
             key_path(["nodes"]),
@@ -417,13 +534,203 @@ def _check_fleet(site: Site) -> None:
         )
 
 
+def _check_cluster_endpoints(site: Site) -> None:
+    """On a site of several machines, what the others reach must not be a loopback address:
+    each would reach itself."""
+    if len(site.nodes) < 2:
+        return
+    endpoint = site.k3s.api_endpoint
+    if endpoint is not None and is_loopback(endpoint):
+        raise ConfigError(
+            key_path(["k3s", "apiEndpoint"]),
+            f"{endpoint} is a loopback address, and the site has {len(site.nodes)} nodes: each "
+            "would look for the API on itself; give an address every node reaches the servers "
+            "at (a load balancer or the first server's private address), or leave it unset",
+        )
+    for index, node in enumerate(site.nodes):
+        if node.address is not None and is_loopback(node.address):
+            raise ConfigError(
+                key_path(["nodes", index, "address"]),
+                f"{node.address} is a loopback address, and the site has {len(site.nodes)} "
+                "nodes: the others would reach themselves there; give its private-network "
+                "address, or set iface (or nothing) to take the interface's",
+            )
+
+
+# A login name (Ansible's ansible_user): POSIX-portable characters, plus @ for domain users.
+_LOGIN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
+
+
+def _check_logins(site: Site) -> None:
+    """The users the provisioner logs in as: plain names, nothing a shell or sudoers reads."""
+    places: list[tuple[list[int | str], SshSettings]] = [(["ssh"], site.ssh)]
+    places += [(["nodes", index, "ssh"], node.ssh) for index, node in enumerate(site.nodes)]
+    for where, ssh in places:
+        for path, user in ((["user"], ssh.user), (["bastion", "user"], _bastion_user(ssh))):
+            if user is not None and not _LOGIN.fullmatch(user):
+                raise ConfigError(
+                    key_path([*where, *path]),
+                    f"{user!r} is not a login name: use up to 64 letters, digits and '_', '.', "
+                    "'@', '-', not starting with '.', '@' or '-'",
+                )
+
+
+def _bastion_user(ssh: SshSettings) -> str | None:
+    return ssh.bastion.user if ssh.bastion is not None else None
+
+
+# Where a shared mount would hide (or, unmounted lazily on removal, take away) what the node
+# runs on: the root, the system's own directories, and what k3s, the kubelet, containerd and
+# Docker keep.
+_SYSTEM_DIRECTORIES = frozenset(
+    [
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/usr/local",
+        "/var",
+        "/var/lib",
+        "/var/log",
+        "/snap",
+        "/lost+found",
+    ]
+)
+_NO_MOUNTS_UNDER = (
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/etc/rancher",
+    "/var/lib/rancher",
+    "/var/lib/kubelet",
+    "/var/lib/containerd",
+    "/var/lib/docker",
+    "/var/lib/cni",
+    "/etc/cni",
+    "/opt/cni",
+)
+
+
+def _check_storage(site: Site) -> None:
+    mount_point = site.storage.mount_point
+    under = next(
+        (
+            top
+            for top in _NO_MOUNTS_UNDER
+            if mount_point == top or mount_point.startswith(f"{top}/")
+        ),
+        None,
+    )
+    if mount_point in _SYSTEM_DIRECTORIES or under is not None:
+        what = f"is under {under}" if under and under != mount_point else "is a system directory"
+        raise ConfigError(
+            key_path(["storage", "mountPoint"]),
+            f"{mount_point} {what}: mounting the share there would hide what the node runs on, "
+            "and removing the site unmounts it; mount it at a directory of its own, e.g. "
+            "/data/k8s",
+        )
+
+
+def _site_warnings(site: Site) -> Iterable[str]:
+    """What the site may mean but probably does not."""
+    servers = len(site.servers)
+    if servers > 1 and servers % 2 == 0:
+        yield (
+            f"{key_path(['nodes'])} has {servers} servers, an even number: k3s's embedded etcd "
+            f"needs a majority of them up, so {servers} servers survive as few failures as "
+            f"{servers - 1} ({(servers - 1) // 2}) and a network split in halves stops both; "
+            "use an odd number, 3 or 5"
+        )
+    if site.storage.nfs is not None and site.storage.mount_point == "/home":
+        yield (
+            f"{key_path(['storage', 'mountPoint'])} is /home: the share hides the nodes' "
+            "own home directories, the login user's ~/.ssh/authorized_keys among them; "
+            "make sure the share holds it, or mount the share elsewhere, e.g. /data/k8s"
+        )
+
+
+_NEAR_NAMESPACE_CUTOFF = 0.8
+
+
+def _check_near_namespace(full_key: str) -> None:
+    """A key of another namespace that is this one misspelt (convectub:os) is an error: it would
+    be ignored without a word."""
+    namespace = full_key.split(":", 1)[0]
+    if difflib.get_close_matches(namespace, [NAMESPACE], n=1, cutoff=_NEAR_NAMESPACE_CUTOFF):
+        raise ConfigError(
+            full_key,
+            f"unknown namespace {namespace!r}: did you mean {NAMESPACE}? this program reads "
+            f"{NAMESPACE}:* keys only, so the value would be ignored",
+        )
+
+
+# Where a string may span lines: PEM text, secrets (set with `pulumi config set --secret`, whose
+# text the program never splices anywhere) and the chart's free-form values (sent to the
+# cluster as data). The host keys pin is read by components/connection.py as it is.
+_MULTILINE_FIELDS = {"certificate", "privateKey", "privateKeyPassword", "password", "token"}
+_MULTILINE_PLACES = {("hub", "values"), ("hostKey",), ("tls", "key")}
+
+
+def _check_one_line_text(values: Mapping[str, object]) -> None:
+    """No string of the config, key or value, holds a control character (a newline, a tab, a
+    NUL), except where text spans lines by nature; every grammar of the model refuses them too,
+    this also covers the free-form maps (k3s serverConfig and agentConfig, daemonConfig)."""
+    pending: list[tuple[list[int | str], object]] = [
+        ([key], value) for key, value in values.items()
+    ]
+    while pending:
+        path, value = pending.pop()
+        last = path[-1]
+        if isinstance(last, str) and has_control(last):
+            raise ConfigError(
+                key_path(path), f"the key {last!r} holds a control character: write it without"
+            )
+        if isinstance(last, str) and (
+            last in _MULTILINE_FIELDS
+            or (last,) in _MULTILINE_PLACES
+            or tuple(str(p) for p in path[-2:]) in _MULTILINE_PLACES
+        ):
+            continue
+        if isinstance(value, str) and has_control(value):
+            raise ConfigError(
+                key_path(path),
+                f"{value!r} holds a control character (a newline, tab or the like): write the "
+                "value on one line, without them",
+            )
+        if isinstance(value, Mapping):
+            pending += [([*path, key], item) for key, item in value.items()]
+        elif isinstance(value, list):
+            pending += [([*path, index], item) for index, item in enumerate(value)]
+
+
 _SECRET_FIELDS = {"privateKey", "privateKeyPassword", "password", "token"}
 # Secret fields whose name only says so where they sit: the hub's TLS key.
 _SECRET_PATHS = {("tls", "key")}
+# The free-form maps: their secrets are known by their key names (stacks/secrecy.py).
+_FREE_FORM_MAPS = {
+    ("k3s", "serverConfig"),
+    ("k3s", "agentConfig"),
+    ("os", "docker", "daemonConfig"),
+    ("hub", "values"),
+}
 
 
 def _plain_secret_warnings(values: Mapping[str, object], secret_keys: set[str]) -> Iterable[str]:
-    """Secret-by-nature values that the stack file holds in plain text."""
+    """Secret-by-nature values that the stack file holds in plain text: keys, passwords and
+    tokens of the model, secrets by name in the free-form maps, URLs with credentials."""
     for key, value in values.items():
         if f"{NAMESPACE}:{key}" in secret_keys or key in secret_keys:
             continue
@@ -435,7 +742,11 @@ def _plain_secret_warnings(values: Mapping[str, object], secret_keys: set[str]) 
 
 
 def _secret_leaves(value: object, path: list[int | str]) -> Iterable[list[int | str]]:
-    if isinstance(value, Mapping):
+    if tuple(path) in _FREE_FORM_MAPS:
+        for inner in secret_value_paths(value):
+            if _at(value, inner) != SECRET_PLACEHOLDER:
+                yield [*path, *inner]
+    elif isinstance(value, Mapping):
         for key, item in value.items():
             secret = key in _SECRET_FIELDS or (str(path[-1]), key) in _SECRET_PATHS
             if secret and isinstance(item, str) and item != SECRET_PLACEHOLDER:
@@ -445,3 +756,11 @@ def _secret_leaves(value: object, path: list[int | str]) -> Iterable[list[int | 
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _secret_leaves(item, [*path, index])
+    elif isinstance(value, str) and has_credentials_in_url(value):
+        yield path
+
+
+def _at(tree: object, path: Iterable[int | str]) -> object:
+    for part in path:
+        tree = tree[part]  # type: ignore[index]
+    return tree

@@ -10,6 +10,7 @@ import pulumi
 from components.connection import has_credentials
 from stacks.cluster import build_cluster
 from stacks.config import ConfigError, key_path, load_site_from_pulumi
+from stacks.host_keys import check_host_keys, in_review
 from stacks.site_model import Site
 
 
@@ -37,13 +38,19 @@ def run() -> None:
     loaded = load_site_from_pulumi()
     for warning in loaded.warnings:
         pulumi.log.warn(warning)
+    # Before any resource: a node without a pinned host key is refused (hostKeyPolicy). In
+    # review (the offline render, the check before the CLI) the caller says it, once.
+    if not in_review():
+        for warning in check_host_keys(loaded.site, pulumi.get_stack(), refuse=True):
+            pulumi.log.warn(warning)
     if not pulumi.runtime.is_dry_run():
         check_ssh_agent(loaded.site)
-    cluster = build_cluster(loaded.site)
+    cluster = build_cluster(loaded.site, loaded.secret_sections)
     pulumi.export("nodes", cluster.summary())
     pulumi.export("apiServer", cluster.api_server)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
     pulumi.export("hubUrls", cluster.hub.urls)
     if cluster.hub.admin_password is not None:
-        pulumi.export("hubAdminUsers", list(loaded.site.hub.admin_users))
+        admins = list(loaded.site.hub.admin_users)
+        pulumi.export("hubAdminUsers", loaded.secret_sections.wrap(admins, "hub"))
         pulumi.export("hubAdminPassword", pulumi.Output.secret(cluster.hub.admin_password))

@@ -21,10 +21,11 @@ from pulumi.runtime.stack import run_in_stack, wait_for_rpcs
 
 from components.connection import login_user
 from components.hub import CERTIFICATE_SCRIPT
-from components.node import FACT_FIELDS, FACTS_SCRIPT
+from components.node import FACT_FIELDS, FACTS_SCRIPT, reviewing_placeholder_facts
 from components.remote_script import SECRET_MASK
-from stacks import program
-from stacks.config import LoadedSite, decode_config, load_site
+from stacks import host_keys, program
+from stacks.config import LoadedSite, decode_config, load_site, reviewing_offline
+from stacks.site_model import Node
 from stacks.stackfile import StackFile
 
 COMMAND_TYPE = "command:remote:Command"
@@ -158,9 +159,11 @@ class Rendering:
 
 def evaluate(stack: StackFile) -> Rendering:
     """Run the program with the stack file's config; raises ConfigError on bad config."""
-    loaded = load_site(decode_config(stack.config), stack.secret_keys)
     monitor = RecordingMonitor(StandInProviders())
-    run_program(stack, monitor, preview=True)
+    # A host key not pinned yet is a warning here, not a refusal; a secret is a placeholder.
+    with host_keys.reviewing(), reviewing_offline(), reviewing_placeholder_facts():
+        loaded = load_site(decode_config(stack.config), stack.secret_keys)
+        run_program(stack, monitor, preview=True)
     return Rendering(stack, loaded, parent_first(monitor.recorded), monitor.recorded_outputs)
 
 
@@ -239,12 +242,8 @@ def format_text(rendering: Rendering) -> str:
     k3s = {**rendering.components("K3sServer"), **rendering.components("K3sAgent")}
     by_name = {r["name"]: r for r in rendering.resources}
     for node in site.nodes:
-        ssh = site.ssh_for(node)
         lines.append("")
-        lines.append(
-            f"{node.name}  {'+'.join(node.roles)}  {login_user(ssh)}@{node.host}:"
-            f"{ssh.port or 22}  arch {node.arch}"
-        )
+        lines.append(_node_line(rendering.loaded, node))
         steps = [
             *_steps_of(rendering, nodes.get(node.name)),
             *_steps_of(rendering, gpus.get(f"{node.name}-gpu")),
@@ -267,19 +266,37 @@ def format_text(rendering: Rendering) -> str:
     return "\n".join(lines)
 
 
+def _node_line(loaded: LoadedSite, node: Node) -> str:
+    """A node's name, roles, login and arch; what comes from a secret section is masked (the
+    name and roles stay: they name and shape the node's resources)."""
+    ssh = loaded.site.ssh_for(node)
+    secret = loaded.secret_sections
+    login = f"{login_user(ssh)}@{node.host}:{ssh.port or 22}"
+    arch = node.arch
+    if secret.any(("ssh", "nodes")):
+        login = f"{SECRET_MASK}@{SECRET_MASK if 'nodes' in secret else node.host}:{SECRET_MASK}"
+    if "nodes" in secret:
+        arch = SECRET_MASK
+    return f"{node.name}  {'+'.join(node.roles)}  {login}  arch {arch}"
+
+
 def _hub_lines(rendering: Rendering) -> list[str]:
-    """The hub: its chart, where it answers, its certificate and profiles."""
+    """The hub: its chart, where it answers, its certificate and profiles (each "[secret]"
+    when it comes from a secret section)."""
     hub = next(iter(rendering.components("HubPlatform").values()), None)
     if hub is None:
         return []
     outputs = rendering.outputs.get(hub["urn"], {})
     urls = outputs.get("urls", {})
+    if not isinstance(urls, dict):
+        urls = {"https": urls, "http": urls}
+    profiles = outputs.get("profiles", [])
     return [
         "",
         f"hub  {outputs.get('chart')}, namespace {outputs.get('namespace')}",
         f"  {urls.get('https')}  (and {urls.get('http')}, which redirects there)",
         f"  certificate: {outputs.get('certificate')}",
-        f"  profiles: {', '.join(outputs.get('profiles', []))}",
+        f"  profiles: {', '.join(profiles) if isinstance(profiles, list) else profiles}",
     ]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,6 +29,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
+
+from stacks.ssh_keys import HostKeyError, parse_host_key
 
 DEFAULT_K3S_VERSION = "v1.31.4+k3s1"
 DEFAULT_K3S_INSTALL_SCRIPT = "https://get.k3s.io"
@@ -55,20 +58,39 @@ NODE_ROLES = ("server", "agent")
 EXTRA_ROLES = ("registry",)
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 
+# Every grammar below is applied with `fullmatch` (never `match` with `^...$`: Python's `$` also
+# matches before a trailing newline, so "value\n" would pass).
 _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
-_RFC1123_LABEL = re.compile(rf"^{_LABEL}$")
-_HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$", re.IGNORECASE)
-_K8S_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
-_IFACE = re.compile(r"^[A-Za-z0-9_.@:-]{1,15}$")
-_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
-_K3S_VERSION = re.compile(r"^v\d+\.\d+\.\d+\+k3s\d+$")
-_K3S_FLAG = re.compile(r"^[a-z][a-z0-9-]*$")
+_RFC1123_LABEL = re.compile(_LABEL)
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(\.{_LABEL})*", re.IGNORECASE | re.ASCII)
+_K8S_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_IFACE = re.compile(r"[A-Za-z0-9_.@:-]{1,15}")
+# Given to pydantic, whose (Rust) regex ends `$` at the end of the text only.
+_K3S_VERSION = re.compile(r"^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$")
+_K3S_FLAG = re.compile(r"[a-z][a-z0-9-]*")
 # An image reference: [registry[:port]/]path[:tag][@digest].
 _IMAGE = re.compile(
-    r"^([A-Za-z0-9.-]+(:\d{1,5})?/)?[a-z0-9]+([._/-][a-z0-9]+)*(:[\w][\w.-]{0,127})?"
-    r"(@sha256:[0-9a-f]{64})?$"
+    r"([A-Za-z0-9.-]+(:\d{1,5})?/)?[a-z0-9]+([._/-][a-z0-9]+)*(:\w[\w.-]{0,127})?"
+    r"(@sha256:[0-9a-f]{64})?",
+    re.ASCII,
 )
-_REGISTRY = re.compile(r"^(\*|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:\d{1,5})?)$")
+_REGISTRY = re.compile(r"\*|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:\d{1,5})?")
+# What a URL's path, query and userinfo may hold: RFC 3986's unreserved and percent-escapes, and
+# the sub-delimiters no shell, sed expression or sources.list line reads as syntax.
+_URL_TEXT = re.compile(r"[A-Za-z0-9._~%/:@+=,-]*")
+_URL_USERINFO = re.compile(r"[A-Za-z0-9._~%:-]+")
+# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A path on a node: absolute, each part plain (no spaces: fstab and daemon.json split on them).
+_PATH_PART = re.compile(r"[A-Za-z0-9._+@-]+")
+# A login name on a node, or a registry or hub user (POSIX-portable, plus @ for domain users).
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]{0,63}")
+# A Docker daemon.json key: lowercase words and dashes, e.g. log-opts.
+_DAEMON_KEY = re.compile(r"[a-z][a-z0-9-]*")
+# A Helm chart version (SemVer 2).
+_CHART_VERSION = re.compile(r"\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?")
+# Largest private key file read (a 16384-bit RSA key is about 12 KiB).
+KEY_FILE_MAX_BYTES = 64 * 1024
 
 
 def _fail(kind: str, message: str) -> PydanticCustomError:
@@ -77,7 +99,7 @@ def _fail(kind: str, message: str) -> PydanticCustomError:
 
 
 def _check_node_name(value: str) -> str:
-    if not _RFC1123_LABEL.match(value):
+    if not _RFC1123_LABEL.fullmatch(value):
         raise _fail(
             "node_name",
             f"{value!r} is not a lowercase RFC 1123 label: use 1-63 characters a-z, 0-9 and '-', "
@@ -87,14 +109,59 @@ def _check_node_name(value: str) -> str:
     return value
 
 
-def _check_address(value: str) -> str:
+def has_control(value: str) -> bool:
+    return _CONTROL.search(value) is not None
+
+
+def check_text(value: str, what: str = "value") -> str:
+    """Any string the model keeps: one line, no control characters."""
+    if has_control(value):
+        raise _fail(
+            "control_character",
+            f"{value!r} holds a control character (a newline, tab or the like): write the "
+            f"{what} on one line, without them",
+        )
+    return value
+
+
+def parse_ip(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address `value` writes, None if it is none; an IPv6 scope id is refused."""
+    if "%" in value:
+        # A zone (fe80::1%eth0) names an interface of the machine that reads the address, so
+        # no two machines read it alike; Python accepts any text after the %, and the value
+        # reaches /etc/hosts, config.yaml and sed on the nodes. Nothing here needs one.
+        raise _fail(
+            "address",
+            f"{value!r} has an IPv6 scope id (the part from %): a zone names an interface of "
+            "the machine that reads the address, so the nodes cannot share it; give a global "
+            "or unique-local address (or a DNS name) instead",
+        )
     try:
-        ipaddress.ip_address(value)
-        return value
+        return ipaddress.ip_address(value)
     except ValueError:
-        pass
+        return None
+
+
+def ip_text(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """The one way to write an IP address: IPv6 compressed and lowercase (an IPv4-mapped one
+    with its IPv4 part dotted, as it is usually written)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}"
+    return str(address)
+
+
+def _check_address(value: str) -> str:
+    check_text(value, "address")
+    if value.startswith("[") and value.endswith("]"):
+        raise _fail(
+            "address",
+            f"{value!r} is in brackets: write the IPv6 address without them, e.g. fd00::10",
+        )
+    address = parse_ip(value)
+    if address is not None:
+        return ip_text(address)
     # A name whose last label is all digits is a malformed IP address, not a hostname.
-    if _HOSTNAME.match(value) and not value.rstrip(".").rsplit(".", 1)[-1].isdigit():
+    if _HOSTNAME.fullmatch(value) and not value.rstrip(".").rsplit(".", 1)[-1].isdigit():
         return value
     raise _fail(
         "address",
@@ -103,8 +170,34 @@ def _check_address(value: str) -> str:
     )
 
 
+def address_key(value: str) -> str:
+    """What two spellings of one address have in common: an IP's compressed form (an IPv4-mapped
+    IPv6 address as its IPv4), a DNS name lowercase without its final dot."""
+    address = parse_ip(value)
+    if address is None:
+        return value.rstrip(".").lower()
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def is_loopback(value: str) -> bool:
+    """Whether the address (or name) is this machine's own: 127.0.0.0/8, ::1, localhost."""
+    address = parse_ip(address_key(value))
+    if address is not None:
+        return address.is_loopback
+    name = address_key(value)
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def url_host(value: str) -> str:
+    """An address as a URL's host: an IPv6 address in brackets."""
+    address = parse_ip(value)
+    return f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else value
+
+
 def _check_iface(value: str) -> str:
-    if not _IFACE.match(value):
+    if not _IFACE.fullmatch(value):
         raise _fail(
             "iface",
             f"{value!r} is not a network interface name: use the name `ip -br addr` shows "
@@ -113,24 +206,94 @@ def _check_iface(value: str) -> str:
     return value
 
 
+_HOST_PORT = re.compile(r"(\[(?P<v6>[^\[\]]*)\]|(?P<host>[^:\[\]]+))(:(?P<port>[0-9]{1,5}))?")
+_URL_REST = re.compile(r"(/[A-Za-z0-9._~%/:@+=,-]*)?(\?[A-Za-z0-9._~%/:@+=,-]*)?")
+
+
+def _url_problem(value: str) -> str | None:
+    """Why `value` is no http(s) URL this program passes on safely, or None."""
+    if has_control(value) or any(char.isspace() for char in value):
+        return "it holds a space or a control character"
+    if re.search(r"%(?![0-9A-Fa-f]{2})|%[01][0-9A-Fa-f]|%7[Ff]", value):
+        return "a % starts no escape, or escapes a control character"
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        return ""
+    end = min((rest.index(c) for c in "/?#" if c in rest), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and not _URL_USERINFO.fullmatch(userinfo):
+        return "its user:password part holds characters other than letters, digits and ._~%:-"
+    match = _HOST_PORT.fullmatch(hostport)
+    if match is None:
+        return "it names no host"
+    port = match.group("port")
+    if port is not None and not 1 <= int(port) <= 65535:
+        return f"port {port} is not from 1 to 65535"
+    if match.group("v6") is not None:
+        try:
+            if not isinstance(parse_ip(match.group("v6")), ipaddress.IPv6Address):
+                return "the brackets hold no IPv6 address"
+        except PydanticCustomError:
+            return "an IPv6 scope id (%) has no place in it"
+    else:
+        try:
+            _check_address(match.group("host"))
+        except PydanticCustomError:
+            return f"{match.group('host')!r} is no IP address or DNS name"
+    if not _URL_REST.fullmatch(tail):
+        return (
+            "its path may hold letters, digits and ._~%/:@+=,- and a ?query of the same, "
+            "no #fragment"
+        )
+    return None
+
+
 def _check_url(value: str) -> str:
-    if not _URL.match(value):
-        raise _fail("url", f"{value!r} is not an http(s) URL: write it as http://host:port")
+    problem = _url_problem(value)
+    if problem is not None:
+        why = f" ({problem})" if problem else ""
+        raise _fail("url", f"{value!r} is not an http(s) URL{why}: write it as http://host:port")
     return value
 
 
 def _check_key_file(value: str) -> str:
+    check_text(value, "path")
     path = Path(os.path.expanduser(value))
+
+    def refuse(reason: str) -> PydanticCustomError:
+        return _fail(
+            "key_file",
+            f"cannot read {str(path)!r} ({reason}): point it at a readable private "
+            "key, or create one with ssh-keygen",
+        )
+
     try:
-        with path.open("rb") as handle:
-            handle.read(1)
+        # Looked at before it is opened, and opened without blocking: a FIFO or a device
+        # (/dev/zero) would hang the read or never end it.
+        status = os.stat(path)
+        if stat.S_ISDIR(status.st_mode):
+            raise refuse("is a directory")
+        if not stat.S_ISREG(status.st_mode):
+            raise refuse("not a regular file")
+        if status.st_size > KEY_FILE_MAX_BYTES:
+            raise refuse(
+                f"{status.st_size} bytes: a private key is under {KEY_FILE_MAX_BYTES // 1024} KiB"
+            )
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise refuse("not a regular file")
+            content = handle.read(KEY_FILE_MAX_BYTES + 1)
     except OSError as error:
         reason = error.strerror or str(error)
-        raise _fail(
-            "key_file",
-            f"cannot read {str(path)!r} ({reason.lower()}): point it at a readable private "
-            "key, or create one with ssh-keygen",
-        ) from None
+        raise refuse(reason.lower()) from None
+    if len(content) > KEY_FILE_MAX_BYTES:
+        raise refuse(f"over {KEY_FILE_MAX_BYTES // 1024} KiB: a private key is smaller")
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise refuse("not text: a private key file is PEM or OpenSSH text") from None
     return str(path)
 
 
@@ -146,7 +309,7 @@ def _label_value(value: object) -> object:
 
 
 def _check_label_value(value: str) -> str:
-    if value and not _K8S_NAME.match(value):
+    if value and not _K8S_NAME.fullmatch(value):
         raise _fail(
             "label_value",
             f"{value!r} is not a valid Kubernetes label value: at most 63 characters "
@@ -157,8 +320,8 @@ def _check_label_value(value: str) -> str:
 
 def check_label_key(key: str) -> str:
     prefix, _, name = key.rpartition("/")
-    valid_prefix = not prefix or (len(prefix) <= 253 and _HOSTNAME.match(prefix))
-    if not (valid_prefix and _K8S_NAME.match(name)):
+    valid_prefix = not prefix or (len(prefix) <= 253 and _HOSTNAME.fullmatch(prefix))
+    if not (valid_prefix and _K8S_NAME.fullmatch(name)):
         raise _fail(
             "label_key",
             f"{key!r} is not a valid Kubernetes label key: an optional DNS prefix and '/', "
@@ -168,7 +331,7 @@ def check_label_key(key: str) -> str:
 
 
 def _check_k3s_flag(value: str) -> str:
-    if not _K3S_FLAG.match(value):
+    if not _K3S_FLAG.fullmatch(value):
         raise _fail(
             "k3s_flag",
             f"{value!r} is not a k3s option: write the option as in config.yaml, without "
@@ -182,7 +345,7 @@ def _check_k3s_flag(value: str) -> str:
 
 
 def _check_registry(value: str) -> str:
-    if not _REGISTRY.match(value):
+    if not _REGISTRY.fullmatch(value):
         raise _fail(
             "registry",
             f"{value!r} is not a registry: write a host with an optional port, e.g. docker.io "
@@ -192,7 +355,7 @@ def _check_registry(value: str) -> str:
 
 
 def _check_image(value: str) -> str:
-    if not _IMAGE.match(value):
+    if not _IMAGE.fullmatch(value):
         raise _fail(
             "image",
             f"{value!r} is not an image reference: write [registry/]name[:tag], e.g. "
@@ -202,7 +365,7 @@ def _check_image(value: str) -> str:
 
 
 def _check_directory(value: str) -> str:
-    path = Path(os.path.expanduser(value))
+    path = Path(os.path.expanduser(check_text(value, "path")))
     if not path.is_dir():
         raise _fail(
             "directory",
@@ -212,9 +375,109 @@ def _check_directory(value: str) -> str:
     return str(path.resolve())
 
 
+def _port_number(value: object) -> object:
+    if isinstance(value, bool):  # pydantic would read true as 1
+        raise _fail(
+            "bool_number",
+            f"{str(value).lower()} is not a port number: use a whole number from 1 to 65535",
+        )
+    return value
+
+
+def _whole_number(value: object) -> object:
+    if isinstance(value, bool):  # pydantic would read true as 1
+        raise _fail(
+            "bool_number",
+            f"{str(value).lower()} is true/false, not a number: write a whole number",
+        )
+    return value
+
+
+def WholeNumber(ge: int, le: int) -> object:  # noqa: N802 (a type, as it is used)
+    """A whole number from `ge` to `le`; true and false are none."""
+    return Annotated[int, BeforeValidator(_whole_number), Field(ge=ge, le=le)]
+
+
+def _check_no_proxy(value: str) -> str:
+    """A no_proxy entry: *, a host or domain (.example.com, *.example.com), an IP address or a
+    CIDR range, a host or IPv4 address with :port."""
+    check_text(value, "no-proxy entry")
+    body = value
+    if body.startswith("*."):
+        body = body[2:]
+    elif body.startswith("."):
+        body = body[1:]
+    port = re.fullmatch(r"(?P<host>[^:\[\]]+|\[[^\[\]]+\]):(?P<port>[0-9]{1,5})", body)
+    if port and 1 <= int(port.group("port")) <= 65535:
+        body = port.group("host").removeprefix("[").removesuffix("]")
+    valid = value == "*"
+    if not valid and body and "%" not in body:
+        if "/" in body and body == value:
+            try:
+                ipaddress.ip_network(body, strict=False)
+                valid = True
+            except ValueError:
+                valid = False
+        elif "/" not in body:
+            try:
+                _check_address(body)
+                valid = True
+            except PydanticCustomError:
+                valid = False
+    if not valid:
+        raise _fail(
+            "no_proxy",
+            f"{value!r} is not a no-proxy entry: write a host (node1), a domain "
+            "(.example.com), an IP address (10.0.0.1), a CIDR range (10.0.0.0/8) or *",
+        )
+    return value
+
+
+def _check_user_name(value: str) -> str:
+    if not _USER_NAME.fullmatch(value):
+        raise _fail(
+            "user_name",
+            f"{value!r} is not a user name: use up to 64 letters, digits and '_', '.', '@', "
+            "'-', not starting with '.', '@' or '-'",
+        )
+    return value
+
+
+def _check_daemon_key(value: str) -> str:
+    if not _DAEMON_KEY.fullmatch(value):
+        raise _fail(
+            "daemon_key",
+            f"{value!r} is not a daemon.json option: write it as Docker names it, in lowercase "
+            "words and dashes, e.g. log-opts",
+        )
+    if value in DOCKER_MANAGED_KEYS:
+        raise _fail("daemon_key", f"{value!r} is set by the program: {DOCKER_MANAGED_KEYS[value]}")
+    return value
+
+
+def _check_chart_version(value: str) -> str:
+    if not _CHART_VERSION.fullmatch(value):
+        raise _fail(
+            "chart_version",
+            f"{value!r} is not a chart version: write it as helm does, e.g. 0.17.0",
+        )
+    return value
+
+
+def _check_pem(value: str) -> str:
+    """A PEM text: printable ASCII lines (newlines are part of it, nothing else is)."""
+    if not re.fullmatch(r"[\x20-\x7e\r\n]*", value):
+        raise _fail(
+            "pem",
+            "is not PEM text: give the certificate as the BEGIN/END CERTIFICATE blocks of its "
+            ".pem file (printable ASCII lines only)",
+        )
+    return value
+
+
 NodeName = Annotated[str, AfterValidator(_check_node_name)]
 Address = Annotated[str, AfterValidator(_check_address)]
-Port = Annotated[int, Field(ge=1, le=65535)]
+Port = Annotated[int, BeforeValidator(_port_number), Field(ge=1, le=65535)]
 Iface = Annotated[str, AfterValidator(_check_iface)]
 Url = Annotated[str, AfterValidator(_check_url)]
 KeyFile = Annotated[str, AfterValidator(_check_key_file)]
@@ -224,6 +487,9 @@ K3sFlag = Annotated[str, AfterValidator(_check_k3s_flag)]
 K3sValue = str | bool | int | float | list[str]
 Registry = Annotated[str, AfterValidator(_check_registry)]
 Directory = Annotated[str, AfterValidator(_check_directory)]
+NoProxy = Annotated[str, AfterValidator(_check_no_proxy)]
+UserName = Annotated[str, AfterValidator(_check_user_name)]
+ChartVersion = Annotated[str, AfterValidator(_check_chart_version)]
 Image = Annotated[str, AfterValidator(_check_image)]
 
 
@@ -238,6 +504,19 @@ class Strict(BaseModel):
     )
 
 
+def _check_host_key(value: str) -> str:
+    try:
+        return parse_host_key(value).text
+    except HostKeyError as error:
+        raise _fail("host_key", str(error)) from None
+
+
+# A pinned host key, normalised to `<type> <base64>` (a comment after it is dropped).
+HostKeyText = Annotated[str, AfterValidator(_check_host_key)]
+HOST_KEY_POLICIES = ("pinned", "accept-new", "insecure")
+HostKeyPolicy = Literal["pinned", "accept-new", "insecure"]
+
+
 class Bastion(Strict):
     """A jump host the provisioner goes through (Ansible's ProxyJump)."""
 
@@ -247,6 +526,11 @@ class Bastion(Strict):
     private_key_file: KeyFile | None = None
     private_key: SecretStr | None = None
     password: SecretStr | None = None
+    host_key: HostKeyText | None = Field(
+        default=None,
+        description="The bastion's public host key (`<type> <base64>`), checked on every "
+        "connection through it.",
+    )
 
 
 class SshSettings(Strict):
@@ -262,12 +546,26 @@ class SshSettings(Strict):
     private_key: SecretStr | None = None
     private_key_password: SecretStr | None = None
     password: SecretStr | None = None
-    host_key: str | None = Field(
-        default=None, description="The node's public host key (as in known_hosts) to pin."
+    host_key: HostKeyText | None = Field(
+        default=None,
+        description="The node's public host key (`<type> <base64>`, as in its "
+        "/etc/ssh/ssh_host_ed25519_key.pub): the connection is refused if the node shows "
+        "another. `python -m stacks known-hosts --stack SITE` collects them.",
+    )
+    host_key_policy: HostKeyPolicy | None = Field(
+        default=None,
+        description="What a node (or bastion) without hostKey gets: pinned (the default) "
+        "refuses it, accept-new records the key `python -m stacks up` sees first and pins it "
+        "from then on, insecure accepts any key (warned on every preview and up).",
     )
     bastion: Bastion | None = None
-    dial_attempts: Annotated[int, Field(ge=1, le=100)] | None = None
-    dial_timeout_seconds: Annotated[int, Field(ge=1, le=600)] | None = None
+    dial_attempts: WholeNumber(1, 100) | None = None  # type: ignore[valid-type]
+    dial_timeout_seconds: WholeNumber(1, 600) | None = None  # type: ignore[valid-type]
+
+    @property
+    def policy(self) -> HostKeyPolicy:
+        """The effective hostKeyPolicy: pinned unless the site or the node says otherwise."""
+        return self.host_key_policy or "pinned"
 
     def over(self, defaults: SshSettings) -> SshSettings:
         """These settings with every unset field taken from `defaults`."""
@@ -287,7 +585,7 @@ class Gpu(Strict):
         default=None, description="Model name, e.g. A100; becomes the gpu-type node label."
     )
     install_driver: bool = True
-    count: Annotated[int, Field(ge=1, le=64)] | None = None
+    count: WholeNumber(1, 64) | None = None  # type: ignore[valid-type]
 
 
 class Taint(BaseModel):
@@ -402,16 +700,31 @@ DOCKER_MANAGED_KEYS = {
 }
 
 
-def _check_daemon_key(value: str) -> str:
-    if value in DOCKER_MANAGED_KEYS:
-        raise _fail("daemon_key", f"{value!r} is set by the program: {DOCKER_MANAGED_KEYS[value]}")
-    return value
+def is_plain_absolute_path(value: str) -> bool:
+    """Whether `value` is an absolute path whose parts are plain names (`_check_absolute_path`)."""
+    try:
+        _check_absolute_path(value)
+    except PydanticCustomError:
+        return False
+    return True
 
 
 def _check_absolute_path(value: str) -> str:
-    if not (value.startswith("/") and "\n" not in value and "/../" not in f"{value}/"):
+    """A path on a node: absolute, its parts plain names (no `.` or `..`, no spaces or control
+    characters); given normalised (no trailing or doubled '/')."""
+    parts = value.split("/")
+    plain = all(
+        _PATH_PART.fullmatch(part) and part not in (".", "..") for part in parts[1:] if part
+    )
+    if not value.startswith("/"):
         raise _fail("path", f"{value!r} is not an absolute path on the node, e.g. /mnt/docker")
-    return value
+    if not plain:
+        raise _fail(
+            "path",
+            f"{value!r} is not a plain path: write its parts with letters, digits and '._+@-' "
+            "only (no '.' or '..', spaces or control characters), e.g. /mnt/docker",
+        )
+    return "/" + "/".join(part for part in parts if part)
 
 
 class DockerSettings(Strict):
@@ -454,7 +767,7 @@ class OsSettings(Strict):
     )
     http_proxy: Url | None = None
     https_proxy: Url | None = None
-    no_proxy: list[str] = []
+    no_proxy: list[NoProxy] = []
     ntp_servers: list[Address] = []
     packages: list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]] = []
     docker: DockerSettings = DockerSettings()
@@ -485,10 +798,10 @@ class K3sSettings(Strict):
         default=DEFAULT_K3S_INSTALL_SCRIPT,
         description="Where nodes fetch the k3s install script from (online sites only).",
     )
-    ready_timeout_seconds: Annotated[int, Field(ge=30, le=7200)] = Field(
+    ready_timeout_seconds: WholeNumber(30, 7200) = Field(  # type: ignore[valid-type]
         default=600, description="How long a node may take to become Ready."
     )
-    drain_timeout_seconds: Annotated[int, Field(ge=0, le=7200)] = Field(
+    drain_timeout_seconds: WholeNumber(0, 7200) = Field(  # type: ignore[valid-type]
         default=120, description="How long draining a removed node may take (0: skip draining)."
     )
 
@@ -498,7 +811,7 @@ class K3sSettings(Strict):
 
 
 class RegistryCredential(Strict):
-    username: str
+    username: UserName
     password: SecretStr
 
 
@@ -521,7 +834,7 @@ class RegistrySettings(Strict):
 
 
 def _check_chart_file(value: str) -> str:
-    path = Path(os.path.expanduser(value))
+    path = Path(os.path.expanduser(check_text(value, "path")))
     if not (path.is_file() and path.name.endswith((".tgz", ".tar.gz"))):
         raise _fail(
             "chart_file",
@@ -537,7 +850,7 @@ ChartFile = Annotated[str, AfterValidator(_check_chart_file)]
 class DevicePluginSettings(Strict):
     """The NVIDIA device plugin (with GPU feature discovery) released on the cluster."""
 
-    chart_version: str = Field(default="0.17.0", description="Version of the Helm chart.")
+    chart_version: ChartVersion = Field(default="0.17.0", description="Version of the Helm chart.")
     repository: Url = Field(
         default="https://nvidia.github.io/k8s-device-plugin",
         description="Helm repository of the chart (or the site's mirror).",
@@ -575,7 +888,7 @@ class GpuSettings(Strict):
         default="https://nvidia.github.io/libnvidia-container/gpgkey",
         description="Signing key of that repository (of the mirror, for a mirror).",
     )
-    reboot_timeout_seconds: Annotated[int, Field(ge=60, le=3600)] = Field(
+    reboot_timeout_seconds: WholeNumber(60, 3600) = Field(  # type: ignore[valid-type]
         default=900, description="How long a node may take to come back after a driver reboot."
     )
     device_plugin: DevicePluginSettings = DevicePluginSettings()
@@ -583,7 +896,7 @@ class GpuSettings(Strict):
 
 
 def _check_values_file(value: str) -> str:
-    path = Path(os.path.expanduser(value))
+    path = Path(os.path.expanduser(check_text(value, "path")))
     if not path.is_file():
         raise _fail(
             "values_file",
@@ -596,7 +909,7 @@ def _check_values_file(value: str) -> str:
 class HubTls(Strict):
     """The hub's certificate; unset, a self-signed one is made for the site."""
 
-    certificate: str | None = Field(
+    certificate: Annotated[str, AfterValidator(_check_pem)] | None = Field(
         default=None,
         description="PEM certificate (with its chain) the hub serves over HTTPS; public.",
     )
@@ -608,7 +921,7 @@ class HubSettings(Strict):
 
     http_port: Port = Field(default=80, description="HTTP port on the master (seed's http_port).")
     https_port: Port = Field(default=443, description="HTTPS port on the master (https_port).")
-    chart_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$")] = Field(
+    chart_version: ChartVersion = Field(
         default="4.3.3", description="Version of the JupyterHub Helm chart."
     )
     repository: Url = Field(
@@ -619,7 +932,7 @@ class HubSettings(Strict):
         default=None, description="Airgapped: the chart's .tgz on the provisioner, instead."
     )
     namespace: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")] = "convecthub"
-    timeout_seconds: Annotated[int, Field(ge=60, le=7200)] = Field(
+    timeout_seconds: WholeNumber(60, 7200) = Field(  # type: ignore[valid-type]
         default=900, description="How long the release may take to become ready."
     )
     hosts: list[Address] = Field(
@@ -633,7 +946,7 @@ class HubSettings(Strict):
         description="JupyterHub's authenticator_class; with shared-password (the default) the "
         "admin users log in with a generated password (stack output hubAdminPassword).",
     )
-    admin_users: list[Annotated[str, Field(pattern=r"^[^\s]+$")]] = Field(default=["admin"])
+    admin_users: list[UserName] = Field(default=["admin"])
     values_file: Annotated[str, AfterValidator(_check_values_file)] | None = Field(
         default=None,
         description="The site's own chart values (the seed's jhub_config_path), merged over the "

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import yaml
+from stacks.safe_yaml import NOT_YAML, YamlError, load_yaml_file
 
 
 def read_values_file(path: str) -> dict[str, object]:
     """The values file's mapping; raises ValueError with what is wrong."""
     try:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ValueError(f"is not valid YAML{where}") from None
+        loaded = load_yaml_file(path, string_keys=False).data
+    except YamlError as problem:
+        where = f" (line {problem.line})" if problem.line is not None else ""
+        if problem.message == NOT_YAML:
+            raise ValueError(f"is not valid YAML{where}") from None
+        raise ValueError(f"{problem.message}{where}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

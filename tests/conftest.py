@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import os
 import shutil
 from collections.abc import Callable
@@ -44,6 +46,21 @@ def three_node_site() -> dict[str, object]:
             },
         ],
     }
+
+
+def sample_host_key(name: str) -> str:
+    """A well-formed ed25519 public host key, the same for the same name (no machine has it)."""
+    blob = b""
+    for part in (b"ssh-ed25519", hashlib.sha256(name.encode()).digest()):
+        blob += len(part).to_bytes(4, "big") + part
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()}"
+
+
+def pinned(values: dict[str, object]) -> dict[str, object]:
+    """`values` with every node's host key pinned (a sample key per node name)."""
+    for node in values["nodes"]:  # type: ignore[attr-defined]
+        node.setdefault("ssh", {})["hostKey"] = sample_host_key(node["name"])
+    return values
 
 
 def write_stack_file(directory: Path, values: dict[str, object], stack: str = "test") -> Path:

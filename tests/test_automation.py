@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from stacks.__main__ import main
-from tests.conftest import PROJECT_DIR, STANDINS, three_node_site, write_stack_file
+from stacks.known_hosts import write_host_keys
+from tests.conftest import (
+    PROJECT_DIR,
+    STANDINS,
+    pinned,
+    sample_host_key,
+    three_node_site,
+    write_stack_file,
+)
 
 STANDIN_PULUMI = STANDINS / "pulumi"
 PASSPHRASE = "correct horse battery staple"
@@ -32,7 +40,7 @@ def project(tmp_path: Path) -> Path:
     directory = tmp_path / "project"
     directory.mkdir()
     shutil.copy(PROJECT_DIR / "Pulumi.yaml", directory / "Pulumi.yaml")
-    write_stack_file(directory, three_node_site(), stack=SITE)
+    write_stack_file(directory, pinned(three_node_site()), stack=SITE)
     return directory
 
 
@@ -180,7 +188,7 @@ def test_preview_json_counts_changes_by_operation_type_and_node(
 
 def test_a_changed_node_previews_as_one_update(project: Path, cli_env: dict) -> None:
     assert stacks(project, cli_env, "up", *TAIL).returncode == 0
-    site = three_node_site()
+    site = pinned(three_node_site())
     site["nodes"][1]["labels"] = {"rack": "r7"}  # type: ignore[index]
     write_stack_file(project, site, stack=SITE)
     result = stacks(project, cli_env, "preview", *TAIL)
@@ -501,7 +509,7 @@ def test_the_ci_example_summarises_a_preview(project: Path, cli_env: dict, tmp_p
 def test_relative_paths_in_the_stack_file_are_the_projects(project: Path, cli_env: dict) -> None:
     # The CLI runs the program in the project directory: the check before it must agree.
     (project / "jupyterhub.yaml").write_text("singleuser: {startTimeout: 600}\n")
-    site = three_node_site()
+    site = pinned(three_node_site())
     site["hub"] = {"valuesFile": "jupyterhub.yaml"}
     write_stack_file(project, site, stack=SITE)
     result = stacks(project, cli_env, "preview", *TAIL)
@@ -523,6 +531,10 @@ def test_from_the_seeds_inventory_to_a_site_that_is_up(
     assert imported.returncode == 0, imported.stderr
     assert "pulumi config set --secret --path 'k3s.token' --stack vagrant" in imported.stderr
     assert "k3s_hub_token" not in imported.stderr + (project / "Pulumi.vagrant.yaml").read_text()
+    # The walk pins the machines' host keys next (`known-hosts --write`); these are samples.
+    names = ("master", "worker1", "worker2")
+    keys = {("nodes", index, "ssh"): sample_host_key(name) for index, name in enumerate(names)}
+    write_host_keys(project / "Pulumi.vagrant.yaml", keys)
     preview = stacks(project, env, "preview", "--stack", "vagrant")
     assert preview.returncode == 0, preview.stderr
     assert preview.stdout.splitlines()[0] == "site vagrant: 3 node(s), 15 steps"

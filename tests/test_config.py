@@ -159,8 +159,8 @@ BAD_INPUTS: list[tuple[str, Mutation, str]] = [
         "unknown key in ssh",
         lambda v: v.update(ssh={"usr": "ubuntu"}),
         "convecthub:ssh.usr: unknown key 'usr': did you mean 'user'? the keys here are user, "
-        "port, privateKeyFile, privateKey, privateKeyPassword, password, hostKey, bastion, "
-        "dialAttempts, dialTimeoutSeconds",
+        "port, privateKeyFile, privateKey, privateKeyPassword, password, hostKey, "
+        "hostKeyPolicy, bastion, dialAttempts, dialTimeoutSeconds",
     ),
     (
         "unknown top-level key",
@@ -200,7 +200,7 @@ BAD_INPUTS: list[tuple[str, Mutation, str]] = [
         "bad k3s version",
         lambda v: v.update(k3s={"version": "1.31"}),
         "convecthub:k3s.version: '1.31' does not have the expected form "
-        r"(^v\d+\.\d+\.\d+\+k3s\d+$)",
+        r"(^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$)",
     ),
     (
         "nodes not a list",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import getpass
+import json
 
+import pulumi
 import pytest
 
-from components.node import no_proxy, os_prep_env
+from components.node import no_proxy, os_prep_env, parse_facts
 from components.remote_script import script_text
 from stacks.config import load_site
 from stacks.render import format_text
@@ -149,3 +151,41 @@ def test_node_summary_output(render, site, ssh, expected_user) -> None:
     }
     user = expected_user or getpass.getuser()
     assert f"master  server  {user}@10.0.0.10:22  arch amd64" in format_text(rendering)
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (
+            {"address": "fe80::1%x,github.com=203.0.113.66", "home": "/home/u"},
+            "node n1: the preflight reported 'fe80::1%x,github.com=203.0.113.66' as its "
+            "address, which is no IP address: set address (or iface) for it in convecthub:nodes",
+        ),
+        (
+            {"address": "10.0.0.1\n10.6.6.6 evil", "home": "/home/u"},
+            "node n1: the preflight reported '10.0.0.1\\n10.6.6.6 evil' as its address, which is "
+            "no IP address: set address (or iface) for it in convecthub:nodes",
+        ),
+        (
+            {"address": "10.0.0.1", "home": "/home/u;reboot"},
+            "node n1: the preflight reported '/home/u;reboot' as the login's home, which is no "
+            "plain absolute path: give the SSH user a home such as /home/ubuntu",
+        ),
+        (
+            ["not", "an", "object"],
+            'node n1: the preflight printed no facts (got \'["not", "an", "object"]\'): run '
+            "components/scripts/node-facts.sh on it by hand to see why",
+        ),
+    ],
+)
+def test_what_a_node_reports_is_held_to_the_models_grammar(facts, expected) -> None:
+    """A node is not trusted to print only what node-facts.sh would: its address goes into
+    every other node's hosts file and join URL, its home into paths."""
+    with pytest.raises(pulumi.RunError) as raised:
+        parse_facts("n1", json.dumps(facts))
+    assert str(raised.value) == expected
+
+
+def test_a_reported_address_is_written_one_way() -> None:
+    facts = parse_facts("n1", json.dumps({"address": "FD00:0::0010", "home": "/home/u"}))
+    assert facts["address"] == "fd00::10"

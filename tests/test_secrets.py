@@ -6,9 +6,10 @@ import asyncio
 import json
 
 import pulumi
+import pytest
 
 from components.connection import connection_args
-from stacks.config import load_site
+from stacks.config import ConfigError, load_site
 from tests.conftest import FAKE_KEY, resources_by_name, three_node_site, write_stack_file
 
 PASSWORD = "pw-hunter2-do-not-print"
@@ -110,3 +111,74 @@ def test_a_replaced_key_file_is_read_again(tmp_path) -> None:
     replacement.write_text("second key, longer")
     replacement.replace(path)
     assert read_key_file(str(path)) == "second key, longer"
+
+
+def test_secrets_by_nature_are_warned_about_by_their_keys() -> None:
+    values = three_node_site()
+    values["os"] = {"httpProxy": "http://proxyuser:pw@proxy.example.com:3128"}
+    values["k3s"] = {"serverConfig": {"agent-token": "a", "kubelet-arg": ["max-pods=200"]}}
+    values["registry"] = {"mirrors": {"docker.io": ["https://robot:pw@mirror.example.com"]}}
+    values["hub"] = {
+        "values": {
+            "hub": {"config": {"X": {"client_id": "id", "client_secret": "s"}}},
+            "singleuser": {"extraTolerations": [{"key": "gpu", "operator": "Exists"}]},
+        }
+    }
+    command = "set it with `pulumi config set --secret --path"
+    assert load_site(values).warnings == (
+        f"convecthub:os.httpProxy is stored in plain text in the stack file: {command} "
+        "'os.httpProxy'`",
+        "convecthub:k3s.serverConfig.agent-token is stored in plain text in the stack file: "
+        f"{command} 'k3s.serverConfig.agent-token'`",
+        'convecthub:registry.mirrors["docker.io"][0] is stored in plain text in the stack '
+        f"file: {command} 'registry.mirrors[\"docker.io\"][0]'`",
+        "convecthub:hub.values.hub.config.X.client_secret is stored in plain text in the stack "
+        f"file: {command} 'hub.values.hub.config.X.client_secret'`",
+    )
+    secret_keys = ["convecthub:os", "convecthub:k3s", "convecthub:registry", "convecthub:hub"]
+    loaded = load_site(values, secret_keys)
+    assert loaded.warnings == ()
+    assert loaded.secret_sections.names == frozenset({"os", "k3s", "registry", "hub"})
+
+
+def test_a_secret_set_in_a_free_form_map_is_no_plain_text() -> None:
+    """Once set with --secret, a stack file holds `secure:` there: the offline render reads the
+    placeholder, which is nothing to warn about."""
+    values = three_node_site()
+    values["k3s"] = {"serverConfig": {"agent-token": "[secret]"}}
+    values["hub"] = {"values": {"hub": {"cookieSecret": "[secret]"}}}
+    assert load_site(values).warnings == ()
+
+
+def test_secrets_of_typed_settings_render_offline_as_stand_ins(tmp_path) -> None:
+    """A proxy URL, a node's address and the NFS path set with --secret are `secure:` in the
+    stack file, which render cannot decrypt: it reviews the site with a stand-in of each
+    setting's grammar (never the placeholder refused as a URL), all of it masked."""
+    from stacks.render import evaluate
+    from stacks.stackfile import read_stack_file
+
+    secure = {"secure": "v1:AAAAencryptedAAAA"}
+    values = three_node_site()
+    values["os"] = {"httpProxy": secure, "noProxy": [secure]}
+    values["nodes"][1]["host"] = secure  # type: ignore[index]
+    values["nodes"][2]["host"] = secure  # type: ignore[index]
+    values["storage"] = {"nfs": {"server": secure, "path": secure}}
+    stack = read_stack_file(write_stack_file(tmp_path, values))
+    rendering = evaluate(stack)
+    text = everything_rendered(rendering)
+    assert "v1:AAAA" not in text
+    proxy = rendering.loaded.site.os.http_proxy
+    assert proxy is not None and proxy.startswith("https://secret-")
+    assert proxy not in text  # the os section is secret: its stand-in is masked too
+    hosts = [node.host for node in rendering.loaded.site.nodes]
+    assert hosts[1] != hosts[2]  # two stand-ins, no duplicate-address error
+    assert {hosts[1], hosts[2]} <= {f"secret-{n}.invalid" for n in range(6)}
+    assert rendering.loaded.site.storage.nfs.path.startswith("/srv/secret-")
+
+
+def test_a_placeholder_is_a_value_of_its_own_outside_a_review() -> None:
+    """Under the CLI the secret is decrypted: a literal `[secret]` as a URL is refused."""
+    values = three_node_site()
+    values["os"] = {"httpProxy": "[secret]"}
+    with pytest.raises(ConfigError, match=r"^convecthub:os\.httpProxy: "):
+        load_site(values)

@@ -21,13 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stacks.config import ConfigError
+from stacks.safe_yaml import YamlError, read_text_file
 
 ALL = "all"
 UNGROUPED = "ungrouped"
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$")
 _RANGE = re.compile(r"^(.*?)\[([^\[\]:]+):([^\[\]:]+)(?::(\d+))?\](.*)$")
-_HOST_PORT = re.compile(r"^([^:\[\]]+):(\d+)$")
-_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST_PORT = re.compile(r"^([^:\[\]]+):(\d+)\Z")
+_VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+# The most hosts one host line may expand to (a fleet is thousands of machines, not millions).
+MAX_RANGE_HOSTS = 10_000
+MAX_INVENTORY_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -144,11 +148,10 @@ class Inventory:
 def read_inventory(path: Path) -> Inventory:
     """The inventory in the file at `path`."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(str(path), "is not UTF-8 text: save the inventory as UTF-8") from None
-    except OSError as error:
-        raise ConfigError(str(path), f"cannot read it ({error.strerror or error})") from None
+        text = read_text_file(path, MAX_INVENTORY_BYTES)
+    except YamlError as problem:
+        where = f"{path}:{problem.line}" if problem.line else str(path)
+        raise ConfigError(where, problem.message) from None
     return parse_inventory(text, path)
 
 
@@ -272,11 +275,25 @@ class _Parser:
             return [pattern]
         head, first, last, step, tail = match.groups()
         names = [f"{head}{item}" for item in self._range(first, last, step, pattern, number)]
-        return [name for item in names for name in self._expand(item + tail, number)]
+        expanded: list[str] = []
+        for item in names:
+            expanded += self._expand(item + tail, number)
+            if len(expanded) > MAX_RANGE_HOSTS:
+                raise self._too_many(pattern, number)
+        return expanded
+
+    def _too_many(self, pattern: str, number: int) -> ConfigError:
+        return ConfigError(
+            self.where(number),
+            f"host range {pattern!r} names more than {MAX_RANGE_HOSTS} hosts: split the fleet "
+            "over smaller ranges, or check the range's ends",
+        )
 
     def _range(self, first: str, last: str, step: str | None, pattern: str, number: int):
+        if max(len(first), len(last), len(step or "")) > 9:
+            raise self._too_many(pattern, number)
         stride = int(step) if step else 1
-        if first.isdigit() and last.isdigit():
+        if all(end.isascii() and end.isdigit() for end in (first, last)):
             width = len(first) if first.startswith("0") and len(first) > 1 else 0
             if width and len(last) != width:
                 raise ConfigError(
@@ -289,6 +306,8 @@ class _Parser:
                     self.where(number),
                     f"host range {pattern!r} runs backwards: put the smaller end first",
                 )
+            if (int(last) - int(first)) // stride + 1 > MAX_RANGE_HOSTS:
+                raise self._too_many(pattern, number)
             return [str(i).zfill(width) for i in range(int(first), int(last) + 1, stride)]
         letters = string.ascii_letters
         if len(first) == 1 == len(last) and first in letters and last in letters:

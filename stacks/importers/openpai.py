@@ -17,9 +17,12 @@ import yaml
 from stacks.config import ConfigError, key_path
 from stacks.importers.result import ImportResult, SecretToSet, in_file_order
 from stacks.importers.values import ansible_bool, node_name
+from stacks.safe_yaml import YamlError, load_yaml, read_text_file
 
 # kubespray's image repositories, the registry each stands for, and the values that mean "no
 # mirror" (its defaults over the years).
+# The most an OpenPAI CSV or config file may hold.
+MAX_FILE_BYTES = 4 * 1024 * 1024
 IMAGE_REPOSITORIES = {
     "gcr_image_repo": ("gcr.io", {"gcr.io"}),
     "kube_image_repo": (
@@ -92,14 +95,11 @@ def read_openpai_config(path: Path) -> dict[str, tuple[object, str]]:
     """OpenPAI's `config` YAML: each setting with the `<file>:<line>` it is on."""
     text = _read_text(path)
     try:
-        tree = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(
-            where, "is not valid YAML: fix the indentation or quoting there"
-        ) from None
+        loaded = load_yaml(text)
+    except YamlError as problem:
+        where = f"{path}:{problem.line}" if problem.line else str(path)
+        raise ConfigError(where, problem.message) from None
+    tree, data = loaded.root, loaded.data
     if data is None:
         return {}
     if not isinstance(data, dict) or not isinstance(tree, yaml.MappingNode):
@@ -348,8 +348,7 @@ def _string_list(value: object, where: str, key: str) -> list[str]:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(str(path), "is not UTF-8 text: save the file as UTF-8") from None
-    except OSError as error:
-        raise ConfigError(str(path), f"cannot read it ({error.strerror or error})") from None
+        return read_text_file(path, MAX_FILE_BYTES)
+    except YamlError as problem:
+        where = f"{path}:{problem.line}" if problem.line else str(path)
+        raise ConfigError(where, problem.message) from None

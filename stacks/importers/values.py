@@ -10,7 +10,7 @@ from stacks.config import ConfigError
 # What Ansible's `bool` filter and its boolean options accept, in any case.
 _TRUE = {"true", "yes", "y", "on", "1", "t"}
 _FALSE = {"false", "no", "n", "off", "0", "f"}
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 
 
 def ansible_bool(value: object, name: str, where: str) -> bool:

@@ -36,7 +36,8 @@ def fleet() -> Iterator[SandboxFleet]:
 def sandbox_site(fleet: SandboxFleet, k3s_version: str = DEFAULT_K3S_VERSION) -> dict:
     """master (server) on node1, worker1 (agent, GPU) on node2, worker2 (agent) on node3;
     k3s from the stand-in airgap bundle (the sandbox has no internet), and a registry mirror
-    so that every node gets a registries.yaml."""
+    so that every node gets a registries.yaml. Each node's real host key is pinned (the
+    default hostKeyPolicy, pinned), and the stand-in provider checks it on every dial."""
     node1, node2, node3 = fleet.nodes
     for arch in ("amd64", "arm64"):  # arm64 too: a test declares a node of the wrong arch
         bundle = build_bundle(fleet.work_dir / "k3s-bundle", k3s_version, arch)
@@ -48,16 +49,28 @@ def sandbox_site(fleet: SandboxFleet, k3s_version: str = DEFAULT_K3S_VERSION) ->
             "dialAttempts": 3,
         },
         "convecthub:nodes": [
-            {"name": "master", "host": node1.address, "roles": ["server"], "iface": "host0"},
+            {
+                "name": "master",
+                "host": node1.address,
+                "ssh": {"hostKey": node1.host_key},
+                "roles": ["server"],
+                "iface": "host0",
+            },
             {
                 "name": "worker1",
                 "host": node2.address,
+                "ssh": {"hostKey": node2.host_key},
                 "roles": ["agent"],
                 # Its driver "came preinstalled" (the sandbox's nvidia-smi stand-in answers).
                 "gpu": {"vendor": "nvidia", "type": "A100", "installDriver": False},
                 "labels": {"org": "public"},
             },
-            {"name": "worker2", "host": node3.address, "roles": ["agent"]},
+            {
+                "name": "worker2",
+                "host": node3.address,
+                "ssh": {"hostKey": node3.host_key},
+                "roles": ["agent"],
+            },
         ],
         "convecthub:os": {"aptProxy": fleet.apt_proxy, "ntpServers": [fleet.gateway]},
         "convecthub:k3s": {"version": k3s_version},

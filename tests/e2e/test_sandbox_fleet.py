@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from tests.conftest import PROJECT_DIR
+from tests.conftest import PROJECT_DIR, sample_host_key
 from tests.e2e.conftest import NODE_NAMES, sandbox_site
 from tests.sandbox.deployment import CommandError, Deployment
 from tests.sandbox.fleet import SandboxFleet, alive, mounts_under, run
@@ -374,7 +374,10 @@ def test_an_unreachable_node_fails_naming_it_and_changes_nothing(
 ) -> None:
     config = sandbox_site(fleet)
     ghost = fleet.gateway.rsplit(".", 1)[0] + ".99"  # inside the sandbox subnet, no machine
-    config["convecthub:nodes"].append({"name": "ghost", "host": ghost, "roles": ["agent"]})
+    ghost_ssh = {"hostKey": sample_host_key("ghost")}
+    config["convecthub:nodes"].append(
+        {"name": "ghost", "host": ghost, "ssh": ghost_ssh, "roles": ["agent"]}
+    )
     with pytest.raises(CommandError) as raised:
         deployment.up(stack_file(config))
     assert str(raised.value) == (
@@ -390,7 +393,7 @@ def test_a_wrong_key_fails_naming_the_node(fleet, deployment, stack_file, tmp_pa
     wrong = tmp_path / "id_wrong"
     run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong))
     config = sandbox_site(fleet)
-    config["convecthub:nodes"][1]["ssh"] = {"privateKeyFile": str(wrong)}
+    config["convecthub:nodes"][1]["ssh"]["privateKeyFile"] = str(wrong)
     with pytest.raises(CommandError) as raised:
         deployment.up(stack_file(config))
     address = by_name(fleet, "worker1").address

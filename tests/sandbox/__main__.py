@@ -29,6 +29,7 @@ def demo_site(fleet: SandboxFleet) -> dict:
         entry = {
             "name": "master" if index == 0 else f"worker{index}",
             "host": node.address,
+            "ssh": {"hostKey": node.host_key},  # its real key, pinned (hostKeyPolicy: pinned)
             "roles": ["server"] if index == 0 else ["agent"],
         }
         if node.accelerator == "nvidia":

@@ -6,7 +6,9 @@ installed here: under `pulumi.runtime.set_mocks`, each `command:remote:Command` 
 answers with the real stdout/stderr (dialling again while the node cannot be logged in to, as
 the plugin does), so one node's output flows into the next node's input exactly as under
 Pulumi; each `command:remote:CopyToRemote` copies its directory there as the
-plugin's SFTP copy does (to `<remotePath>/<the directory's name>/`). `Deployment` stands in
+plugin's SFTP copy does (to `<remotePath>/<the directory's name>/`). A connection's `hostKey`
+is checked as the plugin checks it (OpenSSH with that key alone in its known_hosts: another
+key fails the dial); without one, any key is accepted, as by the plugin. `Deployment` stands in
 for the engine's state: a second `up` runs only resources whose inputs changed, resources gone
 from the program are deleted, and `destroy` runs every `delete` in reverse dependency order.
 Like `pulumi up --target`, a deployment may be limited to some resources (`targets`): the
@@ -42,6 +44,7 @@ RANDOM_ID_TYPE = "random:index/randomId:RandomId"
 # pulumi-command's defaults for dialling a node.
 DIAL_ERROR_LIMIT = 10
 PER_DIAL_TIMEOUT = 15
+PINNED_ALIAS = "pinned-node"  # the name a pinned host key goes by in the stand-in's known_hosts
 # What OpenSSH says when it never got to run the command.
 LOGIN_FAILURES = (
     "Permission denied",
@@ -92,6 +95,26 @@ def _key_file(private_key: str | None) -> Iterator[str | None]:
         os.unlink(handle.name)
 
 
+@contextlib.contextmanager
+def _host_key_options(connection: dict) -> Iterator[list[str]]:
+    """As pulumi-command does: with a `hostKey`, the node must show that key (else the dial
+    fails, and is retried like any failed dial); without, any key is accepted."""
+    host_key = connection.get("hostKey")
+    if not host_key:
+        yield []
+        return
+    with tempfile.TemporaryDirectory(prefix="sandbox-known-hosts-") as directory:
+        known = Path(directory) / "known_hosts"
+        known.write_text(f"{PINNED_ALIAS} {host_key}\n")
+        # Before SSH_OPTIONS: OpenSSH keeps the first value given for an option.
+        yield [
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={known}",
+            "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", f"HostKeyAlias={PINNED_ALIAS}",
+        ]  # fmt: skip
+
+
 def redial_pauses() -> Iterator[float]:
     """pulumi-command's pause before each new dial: 0.1 s, growing by half each time, at most
     5 s (the pulumi SDK's retry.Until defaults)."""
@@ -111,9 +134,9 @@ def ssh_run(connection: dict, command: str, stdin: str | None, label: str) -> tu
     error_limit = int(connection.get("dialErrorLimit", DIAL_ERROR_LIMIT))
     dial_timeout = int(connection.get("perDialTimeout", PER_DIAL_TIMEOUT))
     pauses = redial_pauses()
-    with _key_file(connection.get("privateKey")) as key:
+    with _key_file(connection.get("privateKey")) as key, _host_key_options(connection) as pin:
         # OpenSSH keeps the first value given for an option: this ConnectTimeout wins.
-        options = ["-p", str(port), "-o", f"ConnectTimeout={dial_timeout}", *SSH_OPTIONS]
+        options = ["-p", str(port), "-o", f"ConnectTimeout={dial_timeout}", *pin, *SSH_OPTIONS]
         if key:
             options += ["-i", key, "-o", "IdentitiesOnly=yes"]
         dials = 0
@@ -158,8 +181,8 @@ def ssh_copy(connection: dict, source: str, remote_path: str, label: str) -> Non
     port = int(connection.get("port", 22))
     parent, name = os.path.split(source.rstrip("/"))
     unpack = f"mkdir -p {shlex.quote(remote_path)} && tar -C {shlex.quote(remote_path)} -xf -"
-    with _key_file(connection.get("privateKey")) as key:
-        options = ["-p", str(port), *SSH_OPTIONS]
+    with _key_file(connection.get("privateKey")) as key, _host_key_options(connection) as pin:
+        options = ["-p", str(port), *pin, *SSH_OPTIONS]
         if key:
             options += ["-i", key, "-o", "IdentitiesOnly=yes"]
         with subprocess.Popen(

@@ -105,6 +105,7 @@ class SandboxNode:
     directory: Path
     pid: int | None = None
     accelerator: str | None = None  # tests/sandbox/accelerators.py: what it plays
+    host_key: str | None = None  # its sshd's ed25519 public host key, `<type> <base64>`
 
     @property
     def root(self) -> Path:
@@ -310,6 +311,7 @@ class SandboxFleet:
             f"workdir={node.directory / 'work'}",
             str(node.root),
         )
+        node.host_key = _own_host_keys(node)
         public_key = self.key_file.with_suffix(".pub").read_text()
         for home, owner in (("root", "root"), (f"home/{SUDO_USER}", SUDO_USER)):
             ssh_dir = node.root / home / ".ssh"
@@ -356,6 +358,19 @@ class SandboxFleet:
             node.pid = None
         if node.root.is_mount() and run("umount", str(node.root), check=False).returncode:
             run("umount", "--lazy", str(node.root), check=False)
+
+
+def _own_host_keys(node: SandboxNode) -> str:
+    """New host keys for the node's sshd (ed25519 and ECDSA, as a stock install offers; the
+    base image's, which every node would share, are removed): its ed25519 public key."""
+    ssh_dir = node.root / "etc" / "ssh"
+    for old in ssh_dir.glob("ssh_host_*_key*"):
+        old.unlink()
+    for kind in ("ed25519", "ecdsa"):
+        key = ssh_dir / f"ssh_host_{kind}_key"
+        run("ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"root@{node.name}", "-f", str(key))
+    public = (ssh_dir / "ssh_host_ed25519_key.pub").read_text().split()
+    return f"{public[0]} {public[1]}"
 
 
 def _terminate(pid: int, timeout: float = 10) -> None:
