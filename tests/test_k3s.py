@@ -12,7 +12,6 @@ import yaml
 from pulumi.runtime import rpc
 
 from components.k3s import K3sRole, api_server_url, k3s_config, proxy_env, registries_config
-from components.node import reviewing_placeholder_facts
 from stacks.config import ConfigError, load_site
 from stacks.host_keys import reviewing
 from stacks.render import RecordingMonitor, StandInProviders, map_secrets, run_program
@@ -448,8 +447,7 @@ class RawMonitor(RecordingMonitor):
 
 def raw_inputs(tmp_path: Path, values: dict) -> RawMonitor:
     monitor = RawMonitor()
-    # Like the render: a host key not pinned is no refusal here, the facts are placeholders.
-    with reviewing(), reviewing_placeholder_facts():
+    with reviewing():  # like the render: a host key not pinned is no refusal here
         run_program(read_stack_file(write_stack_file(tmp_path, values)), monitor, preview=True)
     return monitor
 

@@ -9,10 +9,9 @@ import pytest
 import yaml
 
 from stacks.__main__ import main
-from stacks.stackfile import read_stack_file
 from tests.conftest import PROJECT_DIR
 from tests.e2e.conftest import sandbox_site
-from tests.sandbox.deployment import CommandError, Deployment
+from tests.sandbox.deployment import CommandError, ssh_run
 
 COMMAND = "command:remote:Command"
 
@@ -32,18 +31,19 @@ def test_known_hosts_pins_the_fleets_keys_and_the_run_checks_them(fleet, tmp_pat
     # Each node's own ed25519 key, although the nodes offer ECDSA too.
     assert [node["ssh"]["hostKey"] for node in pinned] == [n.host_key for n in fleet.nodes]
 
-    facts_only = Deployment(targets=lambda key: key.endswith("-facts"))
-    facts_only.up(read_stack_file(stack_file))
-    assert sorted(key for _, key in facts_only.commands) == [
-        f"{COMMAND}::{name}-facts" for name in ("master", "worker1", "worker2")
-    ]
-
-    # worker1 pinned to worker2's key: its dial fails, naming the step and the reason.
-    pinned[1]["ssh"]["hostKey"] = fleet.nodes[2].host_key
-    stack_file.write_text(yaml.safe_dump({"config": {**config, "convecthub:nodes": pinned}}))
+    # The stand-in provider dials each node as pulumi-command does with those pins: the
+    # pinned key logs in, another node's key fails the dial, naming the step and the reason.
+    login = {
+        "user": config["convecthub:ssh"]["user"],
+        "privateKey": fleet.key_file.read_text(),
+        "dialErrorLimit": 1,
+    }
+    for node, entry in zip(fleet.nodes, pinned, strict=True):
+        connection = {**login, "host": node.address, "hostKey": entry["ssh"]["hostKey"]}
+        shown = "cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub"
+        assert ssh_run(connection, shown, None, entry["name"])[0] == node.host_key
+    wrong = {**login, "host": fleet.nodes[1].address, "hostKey": fleet.nodes[2].host_key}
     with pytest.raises(CommandError) as raised:
-        Deployment(targets=lambda key: key.endswith("worker1-facts")).up(
-            read_stack_file(stack_file)
-        )
+        ssh_run(wrong, "true", None, f"{COMMAND} (worker1-facts)")
     assert str(raised.value).startswith(f"{COMMAND} (worker1-facts): cannot log in to ")
     assert str(raised.value).endswith("Host key verification failed.")
