@@ -38,10 +38,14 @@ _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 class YamlError(ValueError):
     """Why a file or document is refused; `line` (1-based) is where, when there is a where."""
 
-    def __init__(self, message: str, line: int | None = None):
+    def __init__(self, message: str, line: int | None = None, kind: str = "", detail: str = ""):
         super().__init__(message)
         self.message = message
         self.line = line
+        # For a file refused by `read_text_file`: why (unreadable, directory, special, too_big,
+        # not_utf8) and the OS's reason or the size, for a caller that words it its own way.
+        self.kind = kind
+        self.detail = detail
 
 
 def read_text_file(path: str | Path, max_bytes: int = MAX_BYTES) -> str:
@@ -49,28 +53,34 @@ def read_text_file(path: str | Path, max_bytes: int = MAX_BYTES) -> str:
 
     The file is looked at before it is opened and opened without blocking, so a FIFO or a
     device cannot hang the read."""
+    special = "is not a regular file (a pipe, socket or device)"
     try:
         status = os.stat(path)
         if stat.S_ISDIR(status.st_mode):
-            raise YamlError("is a directory, not a file")
+            raise YamlError("is a directory, not a file", kind="directory")
         if not stat.S_ISREG(status.st_mode):
-            raise YamlError("is not a regular file (a pipe, socket or device)")
+            raise YamlError(special, kind="special")
         if status.st_size > max_bytes:
-            raise YamlError(f"is {status.st_size} bytes, over the {max_bytes} a file may hold")
+            raise YamlError(
+                f"is {status.st_size} bytes, over the {max_bytes} a file may hold",
+                kind="too_big",
+                detail=str(status.st_size),
+            )
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
         with os.fdopen(descriptor, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise YamlError("is not a regular file (a pipe, socket or device)")
+                raise YamlError(special, kind="special")
             content = handle.read(max_bytes + 1)
     except OSError as error:
-        raise YamlError(f"cannot read it ({error.strerror or error})") from None
+        reason = error.strerror or str(error)
+        raise YamlError(f"cannot read it ({reason})", kind="unreadable", detail=reason) from None
     if len(content) > max_bytes:
-        raise YamlError(f"holds over the {max_bytes} bytes a file may hold")
+        raise YamlError(f"holds over the {max_bytes} bytes a file may hold", kind="too_big")
     try:
         return content.decode("utf-8")
     except UnicodeDecodeError as error:
         line = content[: error.start].count(b"\n") + 1
-        raise YamlError("is not UTF-8 text: save it as UTF-8", line) from None
+        raise YamlError("is not UTF-8 text: save it as UTF-8", line, kind="not_utf8") from None
 
 
 class _Loader(yaml.SafeLoader):

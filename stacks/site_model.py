@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -30,6 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from stacks.safe_yaml import YamlError, read_text_file
 from stacks.ssh_keys import HostKeyError, parse_host_key
 
 DEFAULT_K3S_VERSION = "v1.31.4+k3s1"
@@ -268,32 +268,20 @@ def _check_key_file(value: str) -> str:
             "key, or create one with ssh-keygen",
         )
 
+    limit = f"{KEY_FILE_MAX_BYTES // 1024} KiB"
     try:
-        # Looked at before it is opened, and opened without blocking: a FIFO or a device
-        # (/dev/zero) would hang the read or never end it.
-        status = os.stat(path)
-        if stat.S_ISDIR(status.st_mode):
-            raise refuse("is a directory")
-        if not stat.S_ISREG(status.st_mode):
-            raise refuse("not a regular file")
-        if status.st_size > KEY_FILE_MAX_BYTES:
-            raise refuse(
-                f"{status.st_size} bytes: a private key is under {KEY_FILE_MAX_BYTES // 1024} KiB"
-            )
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-        with os.fdopen(descriptor, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise refuse("not a regular file")
-            content = handle.read(KEY_FILE_MAX_BYTES + 1)
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise refuse(reason.lower()) from None
-    if len(content) > KEY_FILE_MAX_BYTES:
-        raise refuse(f"over {KEY_FILE_MAX_BYTES // 1024} KiB: a private key is smaller")
-    try:
-        content.decode("utf-8")
-    except UnicodeDecodeError:
-        raise refuse("not text: a private key file is PEM or OpenSSH text") from None
+        read_text_file(path, KEY_FILE_MAX_BYTES)  # regular, bounded, never blocking, UTF-8
+    except YamlError as error:
+        reasons = {
+            "unreadable": error.detail.lower(),
+            "directory": "is a directory",
+            "special": "not a regular file",
+            "too_big": f"{error.detail} bytes: a private key is under {limit}"
+            if error.detail
+            else f"over {limit}: a private key is smaller",
+            "not_utf8": "not text: a private key file is PEM or OpenSSH text",
+        }
+        raise refuse(reasons.get(error.kind, error.message)) from None
     return str(path)
 
 
