@@ -406,6 +406,7 @@ def _check_hub(site: Site) -> None:
 
 # The first release of each minor where k3s's embedded registry mirror is generally available.
 _EMBEDDED_REGISTRY_GA = {29: 12, 30: 8, 31: 4}
+_FIRST_GA = f"v1.31.{_EMBEDDED_REGISTRY_GA[31]}+k3s1"  # the first of a minor still supported then
 
 
 def _check_registry(site: Site) -> None:
@@ -425,7 +426,7 @@ def _check_registry(site: Site) -> None:
             raise ConfigError(
                 where,
                 f"the registry role needs k3s's embedded registry mirror, which k3s "
-                f"{site.k3s.version} lacks: set convecthub:k3s.version to v1.31.4+k3s1 or newer",
+                f"{site.k3s.version} lacks: set convecthub:k3s.version to {_FIRST_GA} or newer",
             )
         break
     if registry.bundle_dir is not None:

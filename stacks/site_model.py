@@ -29,10 +29,17 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from stacks.defaults import (
+    DEVICE_PLUGIN_CHART_VERSION,
+    HUB_CHART_VERSION,
+    K3S_VERSION,
+    NVIDIA_DRIVER_BRANCH,
+)
 from stacks.safe_yaml import YamlError, read_text_file
 from stacks.ssh_keys import HostKeyError, parse_host_key
 
-DEFAULT_K3S_VERSION = "v1.31.4+k3s1"
+# The defaults come from the one table of them (stacks/defaults.py).
+DEFAULT_K3S_VERSION = K3S_VERSION
 DEFAULT_K3S_INSTALL_SCRIPT = "https://get.k3s.io"
 # k3s's packaged components that `--disable` accepts.
 K3S_COMPONENTS = ("coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes")
@@ -838,7 +845,9 @@ ChartFile = Annotated[str, AfterValidator(_check_chart_file)]
 class DevicePluginSettings(Strict):
     """The NVIDIA device plugin (with GPU feature discovery) released on the cluster."""
 
-    chart_version: ChartVersion = Field(default="0.17.0", description="Version of the Helm chart.")
+    chart_version: ChartVersion = Field(
+        default=DEVICE_PLUGIN_CHART_VERSION, description="Version of the Helm chart."
+    )
     repository: Url = Field(
         default="https://nvidia.github.io/k8s-device-plugin",
         description="Helm repository of the chart (or the site's mirror).",
@@ -863,7 +872,7 @@ class GpuSettings(Strict):
     """How GPU nodes get their driver and container runtime (`convecthub:gpu`)."""
 
     driver_version: Annotated[str, Field(pattern=r"^[0-9]{3}$")] = Field(
-        default="550",
+        default=NVIDIA_DRIVER_BRANCH,
         description="NVIDIA driver branch installed on nodes with installDriver: true "
         "(Ubuntu's nvidia-headless-<branch>-server and nvidia-utils-<branch>-server).",
     )
@@ -910,7 +919,7 @@ class HubSettings(Strict):
     http_port: Port = Field(default=80, description="HTTP port on the master (seed's http_port).")
     https_port: Port = Field(default=443, description="HTTPS port on the master (https_port).")
     chart_version: ChartVersion = Field(
-        default="4.3.3", description="Version of the JupyterHub Helm chart."
+        default=HUB_CHART_VERSION, description="Version of the JupyterHub Helm chart."
     )
     repository: Url = Field(
         default="https://hub.jupyter.org/helm-chart/",

@@ -281,7 +281,7 @@ def test_good_site_is_typed_with_defaults() -> None:
     assert worker2.taints == [Taint(key="gpu", value="true", effect="NoSchedule")]
     assert str(worker2.taints[0]) == "gpu=true:NoSchedule"
     assert (site.hub.http_port, site.hub.https_port) == (80, 443)
-    assert site.k3s.version == "v1.31.4+k3s1"
+    assert site.k3s.version == "v1.37.2+k3s1"
     assert site.os.set_hostname is True
 
 

@@ -147,7 +147,7 @@ def test_the_device_plugin_is_released_for_nvidia_nodes_through_the_cluster(rend
     assert release["type"] == "kubernetes:helm.sh/v3:Release"
     inputs = release["inputs"]
     assert inputs["chart"] == "nvidia-device-plugin"
-    assert inputs["version"] == "0.17.0"
+    assert inputs["version"] == "0.20.1"
     assert inputs["repositoryOpts"] == {"repo": "https://nvidia.github.io/k8s-device-plugin"}
     assert inputs["namespace"] == "nvidia-device-plugin"
     assert inputs["createNamespace"] is True and inputs["atomic"] is True

@@ -85,7 +85,7 @@ def test_the_dev_site_gets_the_hub_on_80_and_443(render) -> None:
     rendering = render(dev_site())
     resources = resources_by_name(rendering)
     inputs = release(rendering)["inputs"]
-    assert inputs["chart"] == "jupyterhub" and inputs["version"] == "4.3.3"
+    assert inputs["chart"] == "jupyterhub" and inputs["version"] == "4.4.0"
     assert inputs["repositoryOpts"] == {"repo": "https://hub.jupyter.org/helm-chart/"}
     assert inputs["name"] == "convecthub" and inputs["namespace"] == "convecthub"
     assert inputs["atomic"] is True and inputs["timeout"] == 900
@@ -316,7 +316,7 @@ def test_a_values_file_that_is_not_a_mapping_fails_in_one_line(tmp_path) -> None
 
 def test_the_render_says_where_the_hub_answers(render) -> None:
     text = format_text(render(seed_site()))
-    assert "hub  jupyterhub 4.3.3 from https://hub.jupyter.org/helm-chart/" in text
+    assert "hub  jupyterhub 4.4.0 from https://hub.jupyter.org/helm-chart/" in text
     assert "  https://<master.address>:9443/  (and http://<master.address>:9000/" in text
     assert "  profiles: CPU, GPU A100" in text
 

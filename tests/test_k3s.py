@@ -225,7 +225,7 @@ def test_single_server_site(render) -> None:
     }
     assert yaml.safe_load(worker["CONVECTHUB_K3S_CONFIG"])["server"] == "https://10.0.0.10:6443"
     assert master["CONVECTHUB_INSTALL_SCRIPT_URL"] == "https://get.k3s.io"
-    assert master["CONVECTHUB_K3S_VERSION"] == "v1.31.4+k3s1"
+    assert master["CONVECTHUB_K3S_VERSION"] == "v1.37.2+k3s1"
     install = resources["master-k3s-install"]["inputs"]
     assert install["create"] == "/bin/bash -s apply  # k3s-install.sh"
     assert install["delete"] == "/bin/bash -s remove  # k3s-install.sh"
@@ -402,7 +402,7 @@ def test_with_a_registry_node_only_it_holds_the_images(render, tmp_path) -> None
                 v["nodes"][1].update(arch="arm64"),
             ),
             "convecthub:registry.bundleDir: {b} lacks arm64/k3s, arm64/install.sh, "
-            "images/arm64/k3s-airgap-images-arm64.tar.zst: put the k3s v1.31.4+k3s1 release "
+            "images/arm64/k3s-airgap-images-arm64.tar.zst: put the k3s v1.37.2+k3s1 release "
             "files there (see the README, 'Airgapped sites')",
         ),
         (

@@ -15,7 +15,8 @@
 #   CONVECTHUB_NODE_NAME        the node's name (messages)
 #   CONVECTHUB_GPU_VENDOR       nvidia | ascend
 #   CONVECTHUB_INSTALL_DRIVER   true | false (nvidia only; default true)
-#   CONVECTHUB_DRIVER_VERSION   NVIDIA driver branch, e.g. 550
+#   CONVECTHUB_DRIVER_VERSION   NVIDIA driver branch (convecthub:gpu.driverVersion); required
+#                               when the driver is installed
 #   CONVECTHUB_OS_RELEASE       default /etc/os-release
 #   CONVECTHUB_ASCEND_DRIVER    the Ascend driver's directory, which the device plugin mounts
 #                               (default /usr/local/Ascend/driver, where Huawei installs it)
@@ -42,8 +43,11 @@ nvidia_smi_answers() {
 }
 
 install_nvidia_driver() {
-  local branch=${CONVECTHUB_DRIVER_VERSION:-550}
-  check_pattern CONVECTHUB_DRIVER_VERSION "$branch" '^[0-9]+$' "an NVIDIA driver branch such as 550"
+  local branch=${CONVECTHUB_DRIVER_VERSION:-}
+  [ -n "$branch" ] ||
+    fail "CONVECTHUB_DRIVER_VERSION is not set: give the NVIDIA driver branch to install (convecthub:gpu.driverVersion)"
+  check_pattern CONVECTHUB_DRIVER_VERSION "$branch" '^[0-9]+$' \
+    "an NVIDIA driver branch: the number in nvidia-headless-<branch>-server"
   [ "$(os_release_field ID)" = ubuntu ] ||
     fail "installing the NVIDIA driver is supported on Ubuntu only: install it on this node by hand, then set installDriver: false for it in convecthub:nodes"
   if write_file "$NOUVEAU_BLACKLIST" 0644 "$(printf 'blacklist nouveau\noptions nouveau modeset=0')"; then

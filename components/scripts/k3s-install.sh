@@ -14,7 +14,7 @@
 # Environment (root is required for both):
 #   CONVECTHUB_NODE_NAME        the node's name (messages; its config.yaml names it too)
 #   CONVECTHUB_K3S_ROLE         server | agent
-#   CONVECTHUB_K3S_VERSION      the k3s release, e.g. v1.31.4+k3s1
+#   CONVECTHUB_K3S_VERSION      the k3s release, vMAJOR.MINOR.PATCH+k3sN
 #   CONVECTHUB_K3S_CONFIG       the text of /etc/rancher/k3s/config.yaml
 #   CONVECTHUB_K3S_TOKEN        the cluster token: written to a root-only file, never printed
 #   CONVECTHUB_REGISTRIES       the text of /etc/rancher/k3s/registries.yaml (unset: no file)
@@ -84,7 +84,7 @@ check_input() {
   # change the shape of the file it goes into. config.yaml and registries.yaml come whole
   # from the program's YAML dumper, which quotes every value.
   check_pattern CONVECTHUB_K3S_VERSION "$CONVECTHUB_K3S_VERSION" '^v[0-9]+\.[0-9]+\.[0-9]+[A-Za-z0-9.+-]*$' \
-    "a k3s release such as v1.31.4+k3s1"
+    "a k3s release such as vMAJOR.MINOR.PATCH+k3sN"
   check_line CONVECTHUB_K3S_TOKEN "$CONVECTHUB_K3S_TOKEN"
   check_text CONVECTHUB_K3S_CONFIG "$CONVECTHUB_K3S_CONFIG"
   check_text CONVECTHUB_REGISTRIES "${CONVECTHUB_REGISTRIES:-}"

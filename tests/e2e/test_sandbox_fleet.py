@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+from stacks.site_model import DEFAULT_K3S_VERSION
 from tests.conftest import PROJECT_DIR, sample_host_key
 from tests.e2e.conftest import NODE_NAMES, sandbox_site
 from tests.sandbox.deployment import CommandError, Deployment
@@ -38,6 +39,17 @@ VOLATILE = (
     "/var/lib/dhcp",
     "/var/tmp",
 )
+
+
+def next_patch(version: str) -> str:
+    """The release after `version` in its minor (the stand-in bundle makes any release)."""
+    base, build = version.split("+", 1)
+    major, minor, patch = base.removeprefix("v").split(".")
+    return f"v{major}.{minor}.{int(patch) + 1}+{build}"
+
+
+# A patch upgrade of the default release: one minor at a time is a path (k3s-install.sh).
+NEXT_PATCH = next_patch(DEFAULT_K3S_VERSION)
 
 
 def files_of(fleet: SandboxFleet, node) -> str:
@@ -156,7 +168,9 @@ def test_the_site_becomes_a_k3s_cluster(fleet, deployment, stack_file) -> None:
         )
         assert token == "600 root\n"
         assert unit_state == "active\nenabled\n"
-        assert installed == "k3s-airgap-images-amd64.tar.zst\nk3s version v1.31.4+k3s1 (standin)\n"
+        assert installed == (
+            f"k3s-airgap-images-amd64.tar.zst\nk3s version {DEFAULT_K3S_VERSION} (standin)\n"
+        )
     for name in NODE_NAMES:
         assert cluster_node(fleet, name)["ready"] is True
     labels = {name: cluster_node(fleet, name)["labels"] for name in NODE_NAMES}
@@ -225,8 +239,8 @@ def test_a_changed_setting_reruns_only_what_the_graph_says(fleet, deployment, st
     assert cluster_node(fleet, "worker1")["labels"]["org"] == "research"
 
     # A k3s version (and the bundle that carries it): only the bundles and the installs.
-    build_bundle(fleet.work_dir / "k3s-bundle", "v1.31.5+k3s1")
-    config["convecthub:k3s"]["version"] = "v1.31.5+k3s1"
+    build_bundle(fleet.work_dir / "k3s-bundle", NEXT_PATCH)
+    config["convecthub:k3s"]["version"] = NEXT_PATCH
     deployment.commands.clear()
     deployment.up(stack_file(config))
     assert keys(deployment.commands) == sorted(
@@ -234,7 +248,7 @@ def test_a_changed_setting_reruns_only_what_the_graph_says(fleet, deployment, st
     )
     for node in fleet.nodes:
         version = fleet.sh(node, "k3s --version | head -n 1")
-        assert version == "k3s version v1.31.5+k3s1 (standin)\n"
+        assert version == f"k3s version {NEXT_PATCH} (standin)\n"
         assert cluster_node(fleet, "worker1")["labels"]["org"] == "research"
 
     # One node's interface: its preflight runs again (its address is the same, so no hosts

@@ -5,8 +5,9 @@ node scripts. Everything else on the node stays real (apt, dpkg, systemd, sshd, 
   nvidia            an A100 on `lspci`, its driver "came preinstalled" (`nvidia-smi` answers),
                     and the NVIDIA container toolkit installed as a package.
   nvidia-no-driver  an A100 on `lspci` and no driver yet: a local apt repository offers the
-                    driver packages gpu-driver.sh installs (nvidia-headless-550-server,
-                    nvidia-utils-550-server). Like the real module, the stand-in driver only
+                    driver packages gpu-driver.sh installs for the default branch
+                    (stacks/defaults.py: nvidia-headless-<branch>-server and
+                    nvidia-utils-<branch>-server). Like the real module, the stand-in driver only
                     loads at boot: nvidia-smi answers after the reboot, not before. The machine
                     says it is Ubuntu 22.04 (the driver install is Ubuntu-only; the root is
                     Debian's) and has an `update-initramfs` (a container has no initramfs).
@@ -22,13 +23,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from stacks.defaults import NVIDIA_DRIVER_BRANCH
+
 KINDS = ("nvidia", "nvidia-no-driver", "ascend")
 NVIDIA_DEVICE = "0000:3b:00.0 0302: 10de:20b0 (rev a1)"
 ASCEND_DEVICE = "0000:81:00.0 1200: 19e5:d801 (rev 20)"
-DRIVER_BRANCH = "550"
+DRIVER_BRANCH = NVIDIA_DRIVER_BRANCH  # what a site that names no branch installs
+DRIVER_RELEASE = f"{DRIVER_BRANCH}.126.09"  # what the stand-in nvidia-smi reports
 DRIVER_LOADED_FLAG = "/run/convecthub-standin-nvidia-loaded"
 DRIVER_UNIT = "convecthub-standin-nvidia-driver.service"
 LOCAL_REPOSITORY = "/opt/convecthub-standin-apt"
+SMI_FIELDS = {"flag": DRIVER_LOADED_FLAG, "driver": DRIVER_RELEASE}
 
 NVIDIA_SMI = """\
 if [ -n "${ONLY_AFTER_BOOT:-}" ] && [ ! -e %(flag)s ]; then
@@ -37,7 +42,7 @@ if [ -n "${ONLY_AFTER_BOOT:-}" ] && [ ! -e %(flag)s ]; then
 fi
 case "${1:-}" in
   -L) echo "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-00000000-stand-in)" ;;
-  --query-gpu=driver_version) echo "550.127.05" ;;
+  --query-gpu=driver_version) echo "%(driver)s" ;;
   *) echo "nvidia-smi stand-in: unsupported: $*" >&2; exit 2 ;;
 esac
 """
@@ -71,7 +76,7 @@ def install_accelerator(root: Path, kind: str) -> None:
     """Give the node whose root filesystem is `root` the stand-ins of one accelerator kind."""
     if kind == "nvidia":
         _tool(root, "usr/local/bin/lspci", f"echo '{NVIDIA_DEVICE}'\n")
-        _tool(root, "usr/local/bin/nvidia-smi", NVIDIA_SMI % {"flag": DRIVER_LOADED_FLAG})
+        _tool(root, "usr/local/bin/nvidia-smi", NVIDIA_SMI % SMI_FIELDS)
         _install_packages(root, [_toolkit_package])
     elif kind == "nvidia-no-driver":
         _tool(root, "usr/local/bin/lspci", f"echo '{NVIDIA_DEVICE}'\n")
@@ -148,7 +153,7 @@ def _toolkit_package(directory: Path) -> Path:
 
 
 def _driver_utils_package(directory: Path) -> Path:
-    smi = NVIDIA_SMI % {"flag": DRIVER_LOADED_FLAG}
+    smi = NVIDIA_SMI % SMI_FIELDS
     return _build_package(
         directory,
         {
