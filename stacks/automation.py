@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ from pulumi.automation import (
 
 from stacks.backend import Backend, BackendError, backend_for
 from stacks.config import NAMESPACE, ConfigError
+from stacks.defaults import is_k3s_release, upgrade_refusal
 from stacks.progress import RunProgress, expected_steps
 from stacks.stackfile import (
     PROJECT_DIR,
@@ -145,7 +147,11 @@ def run(args: argparse.Namespace) -> int:
     for warning in backend.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.command in ("preview", "up"):
-        expected = _check_site(stack_file, say, record_host_keys=args.command == "up")
+        expected, site_name, project, target = _check_site(
+            stack_file, say, record_host_keys=args.command == "up"
+        )
+        resources = _state_resources(backend, project, args.stack)
+        _check_k3s_upgrade(args.command, site_name, target, resources, say)
     else:
         expected = dict.fromkeys(_node_names(stack_file), 0)
     workspace = LocalWorkspace(
@@ -167,8 +173,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_site(
     stack_file: Path, say: Callable[[str], None], *, record_host_keys: bool = False
-) -> dict[str, int]:
-    """The stack file checked as the program will check it, and each node's step count.
+) -> tuple[dict[str, int], str, str, str]:
+    """The stack file checked as the program will check it; each node's step count, the
+    site's and the project's names, and the k3s release the site asks for.
     A mistake raises `ConfigError` (one line, exit 2) before the CLI is asked anything.
     With `record_host_keys` (up), the keys of hostKeyPolicy accept-new nodes met for the first
     time are collected and written into the stack file first (stacks/host_keys.py)."""
@@ -184,13 +191,85 @@ def _check_site(
         record_first_contact(stack_file, stack_of(stack_file) or stack_file.stem, say)
     with contextlib.chdir(stack_file.parent):  # where the CLI runs it: relative paths agree
         rendering = evaluate(read_stack_file(stack_file))
-    for warning in rendering.loaded.warnings:
+    loaded = rendering.loaded
+    for warning in (*loaded.warnings, *loaded.version_warnings):
         print(f"warning: {warning}", file=sys.stderr)
-    for warning in check_host_keys(rendering.loaded.site, rendering.stack.stack, refuse=True):
+    for warning in check_host_keys(loaded.site, rendering.stack.stack, refuse=True):
         print(f"warning: {warning}", file=sys.stderr)
     expected = expected_steps(rendering.resources)
     say(f"site {rendering.stack.stack}: {len(expected)} node(s), {sum(expected.values())} steps")
-    return expected
+    return expected, rendering.stack.stack, rendering.stack.project, loaded.site.k3s.version
+
+
+# The components whose registered outputs hold the k3s release each node last got.
+K3S_COMPONENTS = ("convecthub:infra:K3sServer", "convecthub:infra:K3sAgent")
+
+
+def _check_k3s_upgrade(
+    command: str,
+    site_name: str,
+    target: str,
+    resources: list[dict],
+    say: Callable[[str], None],
+) -> None:
+    """What the state says each node's k3s last got, against what the stack file asks for now:
+    the move is shown (preview and up), and a move of more than one Kubernetes minor (or back
+    one) is a warning in a preview and stops an up before the CLI runs it, in one line. The
+    node scripts refuse it too (k3s-install.sh); this says it before anything is touched."""
+    applied = _applied_k3s_versions(resources)
+    moving = {node: version for node, version in applied.items() if version != target}
+    if not moving:
+        return
+    for version in sorted(set(moving.values())):
+        nodes = sorted(node for node, was in moving.items() if was == version)
+        say(f"site {site_name}: k3s {version} -> {target} on {', '.join(nodes)}")
+    node, version = min(moving.items())
+    refusal = upgrade_refusal(version, target)
+    if refusal is None:
+        return
+    message = f"node {node} {refusal}"
+    if command == "up":
+        raise UsageError(message)
+    print(f"warning: {message}; up refuses this", file=sys.stderr)
+
+
+def _applied_k3s_versions(resources: list[dict]) -> dict[str, str]:
+    """Per node, the k3s release its k3s step last got (from the state's K3sServer and
+    K3sAgent outputs; a secret one is not read)."""
+    versions = {}
+    for resource in resources:
+        if resource.get("type") not in K3S_COMPONENTS:
+            continue
+        name = str(resource.get("urn", "")).rsplit("::", 1)[-1].removesuffix("-k3s")
+        steps = (resource.get("outputs") or {}).get("steps")
+        for step in steps if isinstance(steps, list) else []:
+            env = step.get("env") if isinstance(step, dict) and step.get("step") == "k3s" else None
+            version = env.get("CONVECTHUB_K3S_VERSION") if isinstance(env, dict) else None
+            if isinstance(version, str) and is_k3s_release(version):
+                versions[name] = version
+    return versions
+
+
+def _state_resources(backend: Backend, project: str, stack: str) -> list[dict]:
+    """The resources of the stack's last deployment, read from a file backend's checkpoint
+    (no CLI call); [] when there is none yet, or the state is elsewhere."""
+    if not backend.url.startswith("file://"):
+        return []
+    root = Path(backend.url.removeprefix("file://")) / ".pulumi" / "stacks"
+    for path in (root / project / f"{stack}.json", root / f"{stack}.json"):
+        for candidate, opener in ((path, open), (path.with_suffix(".json.gz"), gzip.open)):
+            try:
+                with opener(candidate, "rt", encoding="utf-8") as handle:
+                    document = json.load(handle)
+            except (OSError, ValueError):
+                continue
+            checkpoint = document.get("checkpoint") if isinstance(document, dict) else None
+            latest = checkpoint.get("latest") if isinstance(checkpoint, dict) else None
+            resources = latest.get("resources") if isinstance(latest, dict) else None
+            if not isinstance(resources, list):
+                return []
+            return [resource for resource in resources if isinstance(resource, dict)]
+    return []
 
 
 def _node_names(stack_file: Path) -> list[str]:

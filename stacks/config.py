@@ -23,6 +23,7 @@ import pulumi
 from pydantic import BaseModel, ValidationError
 
 from components.airgap import AirgapBundle
+from stacks.defaults import K3S_VERSION, NVIDIA_DRIVER_BRANCH
 from stacks.secrecy import SecretSections, has_credentials_in_url, secret_value_paths
 from stacks.site_model import (
     DockerSettings,
@@ -83,6 +84,8 @@ class LoadedSite:
     warnings: tuple[str, ...]
     # The sections Pulumi holds as secret: everything taken from them stays secret.
     secret_sections: SecretSections = field(default_factory=SecretSections)
+    # The defaults the site relies on that a newer program moves, each with how to pin it.
+    version_warnings: tuple[str, ...] = ()
 
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -135,6 +138,7 @@ def load_site(values: Mapping[str, object], secret_keys: Iterable[str] = ()) -> 
         site,
         (*_plain_secret_warnings(values, secret_keys), *_site_warnings(site)),
         SecretSections.of_keys(secret_keys, NAMESPACE),
+        tuple(_version_warnings(values, site)),
     )
 
 
@@ -642,6 +646,32 @@ def _check_storage(site: Site) -> None:
             f"{mount_point} {what}: mounting the share there would hide what the node runs on, "
             "and removing the site unmounts it; mount it at a directory of its own, e.g. "
             "/data/k8s",
+        )
+
+
+def _version_warnings(values: Mapping[str, object], site: Site) -> Iterable[str]:
+    """The defaults (stacks/defaults.py) the site relies on where a newer program would move
+    it: the k3s release, and the driver branch when the program installs NVIDIA drivers. One
+    line each, naming what it runs and how to pin it. A section held whole as a secret is not
+    looked into."""
+    k3s = values.get("k3s")
+    if k3s is None or (isinstance(k3s, Mapping) and "version" not in k3s):
+        yield (
+            f"{key_path(['k3s', 'version'])} is not set, so this site runs k3s {K3S_VERSION}, "
+            "this program's default, which a newer program moves: pin it with "
+            f"{NAMESPACE}:k3s: {{version: {K3S_VERSION}}}"
+        )
+    installs = any(
+        node.gpu is not None and node.gpu.vendor == "nvidia" and node.gpu.install_driver
+        for node in site.nodes
+    )
+    gpu = values.get("gpu")
+    if installs and (gpu is None or (isinstance(gpu, Mapping) and "driverVersion" not in gpu)):
+        yield (
+            f"{key_path(['gpu', 'driverVersion'])} is not set, so the NVIDIA nodes that get "
+            f"their driver here (installDriver) install branch {NVIDIA_DRIVER_BRANCH}, this "
+            "program's default, which a newer program moves: pin it with "
+            f'{NAMESPACE}:gpu: {{driverVersion: "{NVIDIA_DRIVER_BRANCH}"}}'
         )
 
 

@@ -41,6 +41,9 @@ def run() -> None:
     # Before any resource: a node without a pinned host key is refused (hostKeyPolicy). In
     # review (the offline render, the check before the CLI) the caller says it, once.
     if not in_review():
+        # The defaults the site relies on: in review too the caller says them, once.
+        for warning in loaded.version_warnings:
+            pulumi.log.warn(warning)
         for warning in check_host_keys(loaded.site, pulumi.get_stack(), refuse=True):
             pulumi.log.warn(warning)
     if not pulumi.runtime.is_dry_run():

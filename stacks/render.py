@@ -240,7 +240,7 @@ def format_text(rendering: Rendering) -> str:
         f"{len(custom)} remote command(s), {len(rendering.resources)} resource(s)",
         "  (offline render: nothing ran; facts a node would report show as <node.field>)",
     ]
-    for warning in rendering.loaded.warnings:
+    for warning in (*rendering.loaded.warnings, *rendering.loaded.version_warnings):
         lines.append(f"  warning: {warning}")
     nodes = rendering.components("BareMetalNode")
     gpus = rendering.components("GpuNode")

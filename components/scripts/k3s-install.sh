@@ -8,7 +8,10 @@
 #                           with (a record under /var/lib/convecthub/applied, written only once
 #                           the restart is done: a run cut off before it is finished by the
 #                           next); a server then waits until it is Ready. A second run with
-#                           the same input changes nothing.
+#                           the same input changes nothing. A release more than one
+#                           Kubernetes minor after the one the node runs, or a minor before
+#                           it, is refused before anything changes (Kubernetes upgrades one
+#                           minor at a time): the line names the minors to take in between.
 #   k3s-install.sh remove   run k3s's own uninstall script and delete the staged bundle.
 #
 # Environment (root is required for both):
@@ -42,6 +45,7 @@ readonly SYSTEMD_DIR=/etc/systemd/system
 readonly PROXY_NAMES=(HTTP_PROXY HTTPS_PROXY NO_PROXY)
 # The record of what k3s last started with (common.sh: What has taken effect).
 readonly APPLIED=k3s
+readonly K3S_RELEASES=https://github.com/k3s-io/k3s/releases
 
 role=${CONVECTHUB_K3S_ROLE:-}
 node=${CONVECTHUB_NODE_NAME:-$(hostname)}
@@ -105,6 +109,34 @@ check_input() {
         fail "the airgap bundle has no ${file} at ${CONVECTHUB_BUNDLE_DIR}: run pulumi up again to copy it"
     done
   fi
+}
+
+# release_minor VERSION: "MAJOR MINOR" of a k3s release (vMAJOR.MINOR.PATCH+k3sN).
+release_minor() {
+  local major minor rest
+  IFS=. read -r major minor rest <<<"${1#v}"
+  echo "${major} ${minor}"
+}
+
+# check_upgrade_path: refuse, before anything changes, a k3s that would move more than one
+# Kubernetes minor at once, or back a minor (Kubernetes supports neither): the line names the
+# minors to take in between. A node without k3s, or at the same minor, passes.
+check_upgrade_path() {
+  local running target now_major now_minor then_major then_minor minor steps=""
+  running=$(installed_version) || true
+  target=$CONVECTHUB_K3S_VERSION
+  # No k3s, or one whose version this cannot read: nothing to compare.
+  matches "$running" '^v[0-9]+\.[0-9]+\.' || return 0
+  read -r now_major now_minor <<<"$(release_minor "$running")"
+  read -r then_major then_minor <<<"$(release_minor "$target")"
+  if [ "$now_major" != "$then_major" ] || [ "$then_minor" -lt "$now_minor" ]; then
+    fail "runs k3s ${running}, a later Kubernetes than the ${target} convecthub:k3s.version asks for, and k3s cannot go back a minor: set convecthub:k3s.version to a v${now_major}.${now_minor} release or later"
+  fi
+  [ $((then_minor - now_minor)) -gt 1 ] || return 0
+  for ((minor = now_minor + 1; minor < then_minor; minor++)); do
+    steps="${steps:+${steps}, }v${now_major}.${minor}"
+  done
+  fail "runs k3s ${running} and convecthub:k3s.version asks for ${target}, $((then_minor - now_minor)) minors on: Kubernetes upgrades one minor at a time, so set convecthub:k3s.version to the newest release of ${steps} in turn (${K3S_RELEASES}), running pulumi up after each, then to ${target}"
 }
 
 # write_settings: config.yaml, registries.yaml and the token file; status 0 when any changed.
@@ -236,6 +268,7 @@ wait_until_ready() {
 
 apply() {
   check_input
+  check_upgrade_path
   local unit changed=false last now
   unit=$(unit_name "$role")
   last=$(applied "$APPLIED")

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from stacks.config import SECRET_PLACEHOLDER, ConfigError, load_site
+from stacks.defaults import K3S_VERSION, NVIDIA_DRIVER_BRANCH
 from stacks.importers.ansible_ini import read_inventory
 from stacks.importers.convecthub_inventory import import_convecthub_inventory
 from stacks.importers.openpai import import_openpai
@@ -90,6 +91,7 @@ def run_import(args: argparse.Namespace) -> int:
     target, stack = _target(args)
     if target is not None and target.exists() and not args.force:
         raise ConfigError(str(target), "already exists: pass --force to overwrite it")
+    result = dataclasses.replace(result, config=with_pinned_versions(result.config))
     warnings = [*result.warnings, *validation_warnings(result)]
     text = stack_document(dataclasses.replace(result, warnings=tuple(warnings)), stack)
     if target is None:
@@ -113,6 +115,27 @@ def run_import(args: argparse.Namespace) -> int:
     count = len(nodes) if isinstance(nodes, list) else 0
     print(f"imported {count} node(s) into {target or 'stdout'}", file=sys.stderr)
     return 0
+
+
+def with_pinned_versions(config: dict[str, object]) -> dict[str, object]:
+    """`config` with the k3s release pinned (and the driver branch, when NVIDIA nodes get their
+    driver here) to today's defaults: an imported site moves only when its stack file says."""
+    pinned = copy_module.deepcopy(config)
+    k3s = pinned.setdefault("k3s", {})
+    if isinstance(k3s, dict):
+        k3s.setdefault("version", K3S_VERSION)
+    nodes = pinned.get("nodes")
+    installs = any(
+        isinstance(node, dict)
+        and isinstance(node.get("gpu"), dict)
+        and node["gpu"].get("vendor") == "nvidia"
+        and node["gpu"].get("installDriver", True) is not False
+        for node in (nodes if isinstance(nodes, list) else [])
+    )
+    gpu = pinned.setdefault("gpu", {}) if installs else None
+    if isinstance(gpu, dict):
+        gpu.setdefault("driverVersion", NVIDIA_DRIVER_BRANCH)
+    return pinned
 
 
 def validation_warnings(result: ImportResult) -> list[str]:

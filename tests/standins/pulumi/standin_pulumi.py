@@ -134,7 +134,10 @@ def _load(path: Path) -> dict:
 
 
 def _save(path: Path, state: dict) -> None:
-    path.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
+    # The resources also where Pulumi's own file backend keeps them (checkpoint.latest), which
+    # python -m stacks reads before the CLI runs.
+    document = {**state, "checkpoint": {"latest": {"resources": state["resources"]}}}
+    path.write_text(json.dumps(document, indent=1, sort_keys=True), encoding="utf-8")
 
 
 def _stack_output(stack: str, *, show_secrets: bool) -> int:
@@ -244,7 +247,10 @@ class Engine:
 
         rendering = evaluate(read_stack_file(Path(f"Pulumi.{self.stack}.yaml")))
         steps = []
-        for resource in rendering.resources:
+        for registered in rendering.resources:
+            # A component keeps the outputs it registered, as in Pulumi's state.
+            outputs = rendering.outputs.get(registered["urn"])
+            resource = registered if outputs is None else {**registered, "outputs": outputs}
             before = known.get(resource["urn"])
             if before is None:
                 steps.append(("create", resource))
