@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import ipaddress
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -51,7 +52,11 @@ FACT_FIELDS = (
     "home",
     "passwordlessSudo",
     "gpus",
+    "k3sVersion",  # the k3s release on the machine, null without one
+    "nvidiaDriver",  # the NVIDIA driver version nvidia-smi reports, null without one
 )
+# What a node says it runs, as far as it is shown (a k3s release, a driver version).
+_REPORTED_VERSION = re.compile(r"v?[0-9][0-9A-Za-z.+-]{0,63}")
 OS_PREP_SCRIPT = "os-prep.sh"
 STORAGE_SCRIPT = "storage-mount.sh"
 # Addresses that must never go through a proxy: loopback, k3s's default pod and service
@@ -187,6 +192,12 @@ def parse_facts(node_name: str, stdout: str) -> dict:
             f"node {node_name}: the preflight reported {str(home)[:80]!r} as the login's home, "
             "which is no plain absolute path: give the SSH user a home such as /home/ubuntu"
         )
+    # What the node runs already is only shown (the versions output): anything but a version
+    # there shows as none.
+    for name in ("k3sVersion", "nvidiaDriver"):
+        value = facts.get(name)
+        if not (isinstance(value, str) and _REPORTED_VERSION.fullmatch(value)):
+            facts[name] = None
     return facts
 
 

@@ -69,6 +69,32 @@ class Cluster:
             }
         )
 
+    def versions(self) -> pulumi.Output[dict]:
+        """Per node: the k3s release (and, on NVIDIA nodes, the driver) it ran at its last
+        preflight (absent: none) and what the stack file asks for (the driver branch on nodes
+        that get their driver here; absent where the node's own driver stays). Secret when a
+        section it comes from is."""
+        return pulumi.Output.all(
+            **{
+                node.name: self.secrets.wrap(self._node_versions(node), "nodes", "k3s", "gpu")
+                for node in self.site.nodes
+            }
+        )
+
+    def _node_versions(self, node: Node) -> pulumi.Output[dict]:
+        site = self.site
+
+        def of(facts: dict) -> dict:
+            versions = {"k3s": {"runs": facts.get("k3sVersion"), "target": site.k3s.version}}
+            if node.gpu is not None and node.gpu.vendor == "nvidia":
+                driver = {"runs": facts.get("nvidiaDriver")}
+                if node.gpu.install_driver:  # else the node's own driver stays
+                    driver["target"] = site.gpu.driver_version
+                versions["nvidiaDriver"] = driver
+            return versions
+
+        return self.nodes[node.name].facts.apply(of)
+
     def _node_summary(self, node: Node) -> pulumi.Output[dict]:
         return pulumi.Output.all(self.nodes[node.name].facts, self.nodes[node.name].address).apply(
             lambda resolved: {

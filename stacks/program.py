@@ -50,6 +50,7 @@ def run() -> None:
         check_ssh_agent(loaded.site)
     cluster = build_cluster(loaded.site, loaded.secret_sections)
     pulumi.export("nodes", cluster.summary())
+    pulumi.export("versions", cluster.versions())
     pulumi.export("apiServer", cluster.api_server)
     pulumi.export("kubeconfig", pulumi.Output.secret(cluster.kubeconfig))
     pulumi.export("hubUrls", cluster.hub.urls)

@@ -242,6 +242,7 @@ def format_text(rendering: Rendering) -> str:
     ]
     for warning in (*rendering.loaded.warnings, *rendering.loaded.version_warnings):
         lines.append(f"  warning: {warning}")
+    versions = rendering.as_json()["outputs"].get("versions", {})
     nodes = rendering.components("BareMetalNode")
     gpus = rendering.components("GpuNode")
     dockers = rendering.components("DockerEngine")
@@ -250,6 +251,7 @@ def format_text(rendering: Rendering) -> str:
     for node in site.nodes:
         lines.append("")
         lines.append(_node_line(rendering.loaded, node))
+        lines += _version_lines(versions.get(node.name) if isinstance(versions, dict) else None)
         steps = [
             *_steps_of(rendering, nodes.get(node.name)),
             *_steps_of(rendering, gpus.get(f"{node.name}-gpu")),
@@ -284,6 +286,19 @@ def _node_line(loaded: LoadedSite, node: Node) -> str:
     if "nodes" in secret:
         arch = SECRET_MASK
     return f"{node.name}  {'+'.join(node.roles)}  {login}  arch {arch}"
+
+
+def _version_lines(versions: object) -> list[str]:
+    """What the node runs (its facts) and what the stack file asks for: k3s, the driver."""
+    if not isinstance(versions, dict):
+        return [f"  versions {versions}"] if versions else []
+    lines = []
+    for name, label in (("k3s", "k3s"), ("nvidiaDriver", "nvidia driver")):
+        entry = versions.get(name)
+        if isinstance(entry, dict):
+            target = entry.get("target") or "its own"
+            lines.append(f"  {label} {entry.get('runs')} -> {target}")
+    return lines
 
 
 def _hub_lines(rendering: Rendering) -> list[str]:

@@ -11,6 +11,8 @@
 #   CONVECTHUB_MIN_DISK_GB     default 10      10 GB free where k3s keeps its data)
 #   CONVECTHUB_DISK_PATH       default /var/lib
 #   CONVECTHUB_OS_RELEASE      default /etc/os-release
+# It also reports what the machine runs already: its k3s release (k3sVersion) and NVIDIA
+# driver version (nvidiaDriver), each null when there is none.
 set -euo pipefail
 
 if ! declare -F write_file >/dev/null; then
@@ -78,6 +80,26 @@ vendor_name() {
   esac
 }
 
+json_or_null() {
+  if [ -n "$1" ]; then json_string "$1"; else printf null; fi
+}
+
+# running_k3s: the release of the k3s binary on this machine; empty without one.
+running_k3s() {
+  local binary
+  binary=$(command -v k3s 2>/dev/null || true)
+  [ -n "$binary" ] || [ ! -x /usr/local/bin/k3s ] || binary=/usr/local/bin/k3s
+  [ -n "$binary" ] || return 0
+  { timeout 10 "$binary" --version 2>/dev/null || true; } | awk 'NR == 1 && $1 == "k3s" {print $3}'
+}
+
+# running_nvidia_driver: the driver version nvidia-smi reports; empty when it does not answer.
+running_nvidia_driver() {
+  command -v nvidia-smi >/dev/null 2>&1 || return 0
+  { timeout 10 nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null || true; } |
+    awk 'NR == 1 && /^[0-9][0-9.]*$/ {print}'
+}
+
 passwordless_sudo() {
   if [ "$(id -u)" = 0 ]; then
     echo true
@@ -105,6 +127,7 @@ check_os() {
 main() {
   exec </dev/null
   local os_id os_version arch cpus memory_mb disk_path disk_free_gb iface address sudo_ok user
+  local k3s_version nvidia_driver
   os_id=$(os_release_field ID)
   os_version=$(os_release_field VERSION_ID)
   arch=$(machine_arch)
@@ -117,6 +140,8 @@ main() {
   [ -z "$iface" ] || address=$(iface_address "$iface")
   sudo_ok=$(passwordless_sudo)
   user=$(id -un)
+  k3s_version=$(running_k3s)
+  nvidia_driver=$(running_nvidia_driver)
 
   check_os "$os_id" "$os_version"
   if [ -n "${CONVECTHUB_EXPECT_ARCH:-}" ] && [ "$arch" != "$CONVECTHUB_EXPECT_ARCH" ]; then
@@ -136,12 +161,12 @@ main() {
     fail "user ${user} cannot run sudo without a password: on the node run  echo '${user} ALL=(ALL:ALL) NOPASSWD: ALL' | sudo tee /etc/sudoers.d/${user}  or connect as root"
   fi
 
-  printf '{"hostname":%s,"os":{"id":%s,"version":%s},"kernel":%s,"arch":%s,"cpus":%s,"memoryMb":%s,"diskFreeGb":%s,"iface":%s,"address":%s,"user":%s,"home":%s,"passwordlessSudo":%s,"gpus":[%s]}\n' \
+  printf '{"hostname":%s,"os":{"id":%s,"version":%s},"kernel":%s,"arch":%s,"cpus":%s,"memoryMb":%s,"diskFreeGb":%s,"iface":%s,"address":%s,"user":%s,"home":%s,"passwordlessSudo":%s,"gpus":[%s],"k3sVersion":%s,"nvidiaDriver":%s}\n' \
     "$(json_string "$(hostname)")" "$(json_string "$os_id")" "$(json_string "$os_version")" \
     "$(json_string "$(uname -r)")" "$(json_string "$arch")" "$cpus" "$memory_mb" "$disk_free_gb" \
     "$(json_string "$iface")" "$(json_string "$address")" "$(json_string "$user")" \
     "$(json_string "${HOME:-}")" "$sudo_ok" \
-    "$(pci_accelerators)"
+    "$(pci_accelerators)" "$(json_or_null "$k3s_version")" "$(json_or_null "$nvidia_driver")"
 }
 
 main "$@"
