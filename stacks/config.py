@@ -23,7 +23,12 @@ import pulumi
 from pydantic import BaseModel, ValidationError
 
 from components.airgap import AirgapBundle
-from stacks.defaults import K3S_VERSION, NVIDIA_DRIVER_BRANCH
+from stacks.defaults import (
+    DEVICE_PLUGIN_CHART_VERSION,
+    HUB_CHART_VERSION,
+    K3S_VERSION,
+    NVIDIA_DRIVER_BRANCH,
+)
 from stacks.secrecy import SecretSections, has_credentials_in_url, secret_value_paths
 from stacks.site_model import (
     DockerSettings,
@@ -673,6 +678,30 @@ def _version_warnings(values: Mapping[str, object], site: Site) -> Iterable[str]
             "program's default, which a newer program moves: pin it with "
             f'{NAMESPACE}:gpu: {{driverVersion: "{NVIDIA_DRIVER_BRANCH}"}}'
         )
+    # The charts: a site that gives neither a version nor a chart file gets the default's.
+    hub = values.get("hub")
+    if _leaves_chart_to_default(hub):
+        yield (
+            f"{key_path(['hub', 'chartVersion'])} is not set, so this site installs the "
+            f"JupyterHub chart {HUB_CHART_VERSION}, this program's default, which a newer "
+            f"program moves: pin it with {NAMESPACE}:hub: {{chartVersion: {HUB_CHART_VERSION}}}"
+        )
+    nvidia = any(node.gpu is not None and node.gpu.vendor == "nvidia" for node in site.nodes)
+    plugin = gpu.get("devicePlugin") if isinstance(gpu, Mapping) else None
+    if nvidia and (gpu is None or isinstance(gpu, Mapping)) and _leaves_chart_to_default(plugin):
+        yield (
+            f"{key_path(['gpu', 'devicePlugin', 'chartVersion'])} is not set, so this site "
+            f"installs the NVIDIA device plugin chart {DEVICE_PLUGIN_CHART_VERSION}, this "
+            "program's default, which a newer program moves: pin it with "
+            f"{NAMESPACE}:gpu: {{devicePlugin: {{chartVersion: {DEVICE_PLUGIN_CHART_VERSION}}}}}"
+        )
+
+
+def _leaves_chart_to_default(section: object) -> bool:
+    """Whether a chart's settings (absent, or a mapping) name neither its version nor a file."""
+    if section is None:
+        return True
+    return isinstance(section, Mapping) and not {"chartVersion", "chartFile"} & set(section)
 
 
 def _site_warnings(site: Site) -> Iterable[str]:

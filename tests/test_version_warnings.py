@@ -10,7 +10,13 @@ import pytest
 import yaml
 
 from stacks.config import load_site
-from stacks.defaults import K3S_VERSION, NVIDIA_DRIVER_BRANCH, kubernetes_minor
+from stacks.defaults import (
+    DEVICE_PLUGIN_CHART_VERSION,
+    HUB_CHART_VERSION,
+    K3S_VERSION,
+    NVIDIA_DRIVER_BRANCH,
+    kubernetes_minor,
+)
 from stacks.render import evaluate, format_text
 from stacks.stackfile import read_stack_file
 from tests.conftest import PROJECT_DIR, three_node_site
@@ -26,21 +32,52 @@ DRIVER_NOTICE = (
     f'newer program moves: pin it with convecthub:gpu: {{driverVersion: "{NVIDIA_DRIVER_BRANCH}"}}'
 )
 
+HUB_CHART_NOTICE = (
+    "convecthub:hub.chartVersion is not set, so this site installs the JupyterHub chart "
+    f"{HUB_CHART_VERSION}, this program's default, which a newer program moves: pin it with "
+    f"convecthub:hub: {{chartVersion: {HUB_CHART_VERSION}}}"
+)
+PLUGIN_CHART_NOTICE = (
+    "convecthub:gpu.devicePlugin.chartVersion is not set, so this site installs the NVIDIA "
+    f"device plugin chart {DEVICE_PLUGIN_CHART_VERSION}, this program's default, which a newer "
+    "program moves: pin it with convecthub:gpu: {devicePlugin: {chartVersion: "
+    f"{DEVICE_PLUGIN_CHART_VERSION}}}}}"
+)
+
+
+def charts_pinned(values: dict) -> dict:
+    """`values` (which has NVIDIA nodes) with both charts' versions pinned."""
+    values["hub"] = {"chartVersion": HUB_CHART_VERSION}
+    values["gpu"] = {"devicePlugin": {"chartVersion": DEVICE_PLUGIN_CHART_VERSION}}
+    return values
+
 
 def test_a_site_on_the_default_k3s_is_told_once_how_to_pin_it() -> None:
-    loaded = load_site(three_node_site())
+    loaded = load_site(charts_pinned(three_node_site()))
     assert loaded.version_warnings == (K3S_NOTICE,)
-    values = three_node_site()
+    values = charts_pinned(three_node_site())
     values["k3s"] = {"version": K3S_VERSION}
     assert load_site(values).version_warnings == ()
 
 
 def test_a_site_that_installs_drivers_on_the_default_branch_is_told_too() -> None:
-    values = three_node_site()
+    values = charts_pinned(three_node_site())
     values["k3s"] = {"version": K3S_VERSION}
     values["nodes"][2]["gpu"]["installDriver"] = True  # type: ignore[index]
     assert load_site(values).version_warnings == (DRIVER_NOTICE,)
-    values["gpu"] = {"driverVersion": NVIDIA_DRIVER_BRANCH}
+    values["gpu"]["driverVersion"] = NVIDIA_DRIVER_BRANCH  # type: ignore[index]
+    assert load_site(values).version_warnings == ()
+
+
+def test_a_site_on_the_default_charts_is_told_how_to_pin_them() -> None:
+    """Moving a chart's default would upgrade a site's release without a word: it is told."""
+    values = three_node_site()
+    values["k3s"] = {"version": K3S_VERSION}
+    assert load_site(values).version_warnings == (HUB_CHART_NOTICE, PLUGIN_CHART_NOTICE)
+    values["hub"] = {"chartVersion": "4.3.3"}  # a site may stay on an older chart
+    assert load_site(values).version_warnings == (PLUGIN_CHART_NOTICE,)
+    for node in values["nodes"]:  # type: ignore[attr-defined]
+        node.pop("gpu", None)  # no NVIDIA node: no device plugin to pin
     assert load_site(values).version_warnings == ()
 
 
@@ -61,6 +98,10 @@ def test_the_examples_pin_their_versions(stack_file: str) -> None:
     nodes = config["convecthub:nodes"]
     if any(node.get("gpu", {}).get("installDriver", True) for node in nodes if "gpu" in node):
         assert config["convecthub:gpu"]["driverVersion"] == NVIDIA_DRIVER_BRANCH
+    assert config["convecthub:hub"]["chartVersion"] == HUB_CHART_VERSION
+    if any("gpu" in node for node in nodes):
+        plugin = config["convecthub:gpu"]["devicePlugin"]
+        assert plugin["chartVersion"] == DEVICE_PLUGIN_CHART_VERSION
 
 
 def test_the_dev_stack_renders_a_supported_kubernetes() -> None:
@@ -79,4 +120,8 @@ def test_an_imported_site_pins_its_versions(capsys) -> None:
     assert main(["import-inventory", str(SEED_INVENTORY)]) == 0
     config = yaml.safe_load(capsys.readouterr().out)["config"]
     assert config["convecthub:k3s"] == {"version": K3S_VERSION}
-    assert config["convecthub:gpu"] == {"driverVersion": NVIDIA_DRIVER_BRANCH}
+    assert config["convecthub:gpu"] == {
+        "driverVersion": NVIDIA_DRIVER_BRANCH,
+        "devicePlugin": {"chartVersion": DEVICE_PLUGIN_CHART_VERSION},
+    }
+    assert config["convecthub:hub"]["chartVersion"] == HUB_CHART_VERSION

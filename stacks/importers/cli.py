@@ -21,7 +21,12 @@ import sys
 from pathlib import Path
 
 from stacks.config import SECRET_PLACEHOLDER, ConfigError, load_site
-from stacks.defaults import K3S_VERSION, NVIDIA_DRIVER_BRANCH
+from stacks.defaults import (
+    DEVICE_PLUGIN_CHART_VERSION,
+    HUB_CHART_VERSION,
+    K3S_VERSION,
+    NVIDIA_DRIVER_BRANCH,
+)
 from stacks.importers.ansible_ini import read_inventory
 from stacks.importers.convecthub_inventory import import_convecthub_inventory
 from stacks.importers.openpai import import_openpai
@@ -118,8 +123,9 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def with_pinned_versions(config: dict[str, object]) -> dict[str, object]:
-    """`config` with the k3s release pinned (and the driver branch, when NVIDIA nodes get their
-    driver here) to today's defaults: an imported site moves only when its stack file says."""
+    """`config` with the k3s release, the hub's chart and, with NVIDIA nodes, the device
+    plugin's chart (and the driver branch, when they get their driver here) pinned to today's
+    defaults: an imported site moves only when its stack file says."""
     pinned = copy_module.deepcopy(config)
     k3s = pinned.setdefault("k3s", {})
     if isinstance(k3s, dict):
@@ -132,9 +138,22 @@ def with_pinned_versions(config: dict[str, object]) -> dict[str, object]:
         and node["gpu"].get("installDriver", True) is not False
         for node in (nodes if isinstance(nodes, list) else [])
     )
-    gpu = pinned.setdefault("gpu", {}) if installs else None
+    nvidia = any(
+        isinstance(node, dict)
+        and isinstance(node.get("gpu"), dict)
+        and node["gpu"].get("vendor") == "nvidia"
+        for node in (nodes if isinstance(nodes, list) else [])
+    )
+    gpu = pinned.setdefault("gpu", {}) if nvidia else None
     if isinstance(gpu, dict):
-        gpu.setdefault("driverVersion", NVIDIA_DRIVER_BRANCH)
+        if installs:
+            gpu.setdefault("driverVersion", NVIDIA_DRIVER_BRANCH)
+        plugin = gpu.setdefault("devicePlugin", {})
+        if isinstance(plugin, dict) and "chartFile" not in plugin:
+            plugin.setdefault("chartVersion", DEVICE_PLUGIN_CHART_VERSION)
+    hub = pinned.setdefault("hub", {})
+    if isinstance(hub, dict) and "chartFile" not in hub:
+        hub.setdefault("chartVersion", HUB_CHART_VERSION)
     return pinned
 
 
