@@ -14,6 +14,8 @@ It prints a Markdown table.
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import ipaddress
 import json
 import tempfile
@@ -23,8 +25,18 @@ from pathlib import Path
 
 import yaml
 
+from stacks.defaults import HUB_CHART_VERSION, K3S_VERSION
 from stacks.render import Rendering, evaluate
 from stacks.stackfile import read_stack_file
+
+
+def host_key(index: int) -> str:
+    """A well-formed ed25519 public host key, its own per node (sites pin their nodes' keys)."""
+    blob = b"".join(
+        len(part).to_bytes(4, "big") + part
+        for part in (b"ssh-ed25519", hashlib.sha256(index.to_bytes(4, "big")).digest())
+    )
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()}"
 
 
 def fleet(size: int, servers: int) -> dict:
@@ -38,12 +50,16 @@ def fleet(size: int, servers: int) -> dict:
                 "host": str(ipaddress.ip_address("10.0.0.1") + index),
                 "roles": [role],
                 "iface": "eth1",
+                "ssh": {"hostKey": host_key(index)},
             }
         )
     return {
         "config": {
             "convecthub:nodes": nodes,
             "convecthub:os": {"aptProxy": "http://10.255.0.1:3142"},
+            # Pinned, as a site pins them (README, "Default versions").
+            "convecthub:k3s": {"version": K3S_VERSION},
+            "convecthub:hub": {"chartVersion": HUB_CHART_VERSION},
         }
     }
 
