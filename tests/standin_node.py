@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from components.remote_script import script_stdin
@@ -57,9 +58,27 @@ class StandinNode:
         path = self.state / "calls"
         return path.read_text() if path.exists() else ""
 
+    node_name = "gpu1"  # what CONVECTHUB_NODE_NAME says unless a run gives it
+
     def run(self, script: str, action: str | None, **env: str) -> subprocess.CompletedProcess:
-        env = {"CONVECTHUB_NODE_NAME": "gpu1", "CONVECTHUB_OS_RELEASE": str(self.os_release), **env}
-        path = ":".join([*map(str, STANDIN_PATH), os.environ["PATH"]])
+        return self.run_with(script, action, env)
+
+    def run_with(
+        self,
+        script: str,
+        action: str | None,
+        env: Mapping[str, str],
+        standins: Sequence[Path] = (),
+        host_env: Mapping[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
+        """Run `script` with its environment `env` in the private root; `standins` are searched
+        before STANDIN_PATH, and `host_env` goes to private-root.sh itself."""
+        env = {
+            "CONVECTHUB_NODE_NAME": self.node_name,
+            "CONVECTHUB_OS_RELEASE": str(self.os_release),
+            **env,
+        }
+        path = ":".join([*map(str, [*standins, *STANDIN_PATH]), os.environ["PATH"]])
         command = [str(STANDINS / "private-root.sh"), str(self.work), "/bin/bash", "-s"]
         return subprocess.run(
             command + ([action] if action else []),
@@ -71,6 +90,7 @@ class StandinNode:
                 "LANG": "C.UTF-8",
                 "STANDIN_LSPCI_DEVICES": self.pci,
                 "STANDIN_ARCH": self.arch,
+                **(host_env or {}),
             },
             timeout=120,
             check=False,

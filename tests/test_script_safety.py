@@ -7,7 +7,6 @@ disk or a lost connection would."""
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 from components.k3s import to_yaml
 from components.remote_script import script_stdin
 from tests.conftest import STANDINS, needs_private_root
-from tests.standin_node import STANDIN_PATH, StandinNode
+from tests.standin_node import StandinNode
 
 pytestmark = needs_private_root
 
@@ -45,25 +44,12 @@ class Node(StandinNode):
         env_file.write_text(env_file.read_text() + f"STANDIN_K3S_BINARY={STANDINS}/k3s/k3s\n")
         self.chrony = chrony
 
+    node_name = NODE
+
     def run(self, script: str, action: str | None, full_etc: str = "", **env: str):
-        env = {"CONVECTHUB_NODE_NAME": NODE, "CONVECTHUB_OS_RELEASE": str(self.os_release), **env}
-        dirs = [STANDINS / "os", *([STANDINS / "chrony"] if self.chrony else []), *STANDIN_PATH]
-        command = [str(STANDINS / "private-root.sh"), str(self.work), "/bin/bash", "-s"]
-        return subprocess.run(
-            command + ([action] if action else []),
-            input=script_stdin(script, env),
-            capture_output=True,
-            text=True,
-            env={
-                "PATH": ":".join([*map(str, dirs), os.environ["PATH"]]),
-                "LANG": "C.UTF-8",
-                "STANDIN_LSPCI_DEVICES": self.pci,
-                "STANDIN_ARCH": self.arch,
-                **({"PRIVATE_ROOT_FULL_ETC": full_etc} if full_etc else {}),
-            },
-            timeout=120,
-            check=False,
-        )
+        standins = [STANDINS / "os", *([STANDINS / "chrony"] if self.chrony else [])]
+        full = {"PRIVATE_ROOT_FULL_ETC": full_etc} if full_etc else {}
+        return self.run_with(script, action, env, standins, full)
 
     def text(self, path: str) -> str | None:
         """What the script left at `path` (None when it wrote nothing there)."""

@@ -93,6 +93,14 @@ check_no_proxy() {
     "a comma-separated list of hosts, domains, addresses and CIDRs"
 }
 
+# check_proxy_settings: the proxy a script passes on (CONVECTHUB_HTTP_PROXY, _HTTPS_PROXY: URLs;
+# CONVECTHUB_NO_PROXY: a no-proxy list), each checked when it is set.
+check_proxy_settings() {
+  [ -z "${CONVECTHUB_HTTP_PROXY:-}" ] || check_url CONVECTHUB_HTTP_PROXY "$CONVECTHUB_HTTP_PROXY"
+  [ -z "${CONVECTHUB_HTTPS_PROXY:-}" ] || check_url CONVECTHUB_HTTPS_PROXY "$CONVECTHUB_HTTPS_PROXY"
+  [ -z "${CONVECTHUB_NO_PROXY:-}" ] || check_no_proxy CONVECTHUB_NO_PROXY "$CONVECTHUB_NO_PROXY"
+}
+
 # pam_env_line NAME VALUE: NAME=VALUE for /etc/environment, which pam_env reads without any
 # escape and scripts often source: only values that need no quoting are taken.
 pam_env_line() {

@@ -53,10 +53,10 @@ check_input() {
   if [ "${CONVECTHUB_SET_HOSTNAME:-true}" = true ] && [ -n "${CONVECTHUB_NODE_NAME:-}" ]; then
     check_label CONVECTHUB_NODE_NAME "$node"
   fi
-  for value in CONVECTHUB_APT_MIRROR CONVECTHUB_APT_PROXY CONVECTHUB_HTTP_PROXY CONVECTHUB_HTTPS_PROXY; do
+  for value in CONVECTHUB_APT_MIRROR CONVECTHUB_APT_PROXY; do
     [ -z "${!value:-}" ] || check_url "$value" "${!value}"
   done
-  [ -z "${CONVECTHUB_NO_PROXY:-}" ] || check_no_proxy CONVECTHUB_NO_PROXY "$CONVECTHUB_NO_PROXY"
+  check_proxy_settings
   check_line CONVECTHUB_NTP_SERVERS "${CONVECTHUB_NTP_SERVERS:-}"
   local -a words
   read -r -a words <<<"${CONVECTHUB_NTP_SERVERS:-}"
