@@ -169,12 +169,19 @@ _PLACEHOLDER_STAND_INS: dict[str, Callable[[int], str]] = {
 @contextlib.contextmanager
 def reviewing_offline() -> Iterator[None]:
     """Within: `load_site` reads `[secret]` placeholders as the stack file's secrets (offline
-    there is no passphrase to decrypt them), never as values of their own."""
+    there is no passphrase to decrypt them), never as values of their own, and the program's
+    host-key check (stacks/host_keys.py) warns where it would refuse."""
     token = _REVIEWING_OFFLINE.set(True)
     try:
         yield
     finally:
         _REVIEWING_OFFLINE.reset(token)
+
+
+def in_offline_review() -> bool:
+    """Whether the program is evaluated offline for review (render, the check before the CLI):
+    nothing runs, secrets are placeholders, and host-key refusals are warnings."""
+    return _REVIEWING_OFFLINE.get()
 
 
 def _with_typed_placeholders(values: Mapping[str, object]) -> dict[str, object]:

@@ -22,32 +22,17 @@ render`) shows it as a warning and goes on, so a site can be reviewed before it 
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.config import ConfigError, key_path
+from stacks.config import ConfigError, in_offline_review, key_path, reviewing_offline
 from stacks.site_model import Bastion, Site, SshSettings
 
-# Set while the program is evaluated for review (the offline render): refusals become warnings.
-_REVIEWING = contextvars.ContextVar("convecthub_host_key_review", default=False)
 _NAMES_SHOWN = 5
-
-
-@contextlib.contextmanager
-def reviewing() -> Iterator[None]:
-    """Within it, `check_host_keys` from the program warns where it would refuse."""
-    token = _REVIEWING.set(True)
-    try:
-        yield
-    finally:
-        _REVIEWING.reset(token)
-
-
-def in_review() -> bool:
-    return _REVIEWING.get()
+# Within the offline review (the render), `check_host_keys` warns where it would refuse: the
+# review is config's one flag, so render and the tests enter one context, not one per check.
+reviewing = reviewing_offline
+in_review = in_offline_review
 
 
 @dataclass(frozen=True)

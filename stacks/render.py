@@ -24,7 +24,7 @@ from components.connection import login_user
 from components.hub import CERTIFICATE_SCRIPT
 from components.node import FACT_FIELDS, FACTS_SCRIPT, reviewing_placeholder_facts
 from components.remote_script import SECRET_MASK
-from stacks import host_keys, program
+from stacks import program
 from stacks.config import LoadedSite, decode_config, load_site, reviewing_offline
 from stacks.site_model import Node
 from stacks.stackfile import StackFile
@@ -165,7 +165,7 @@ def evaluate(stack: StackFile) -> Rendering:
     """Run the program with the stack file's config; raises ConfigError on bad config."""
     monitor = RecordingMonitor(StandInProviders())
     # A host key not pinned yet is a warning here, not a refusal; a secret is a placeholder.
-    with host_keys.reviewing(), reviewing_offline():
+    with reviewing_offline():
         loaded = load_site(decode_config(stack.config), stack.secret_keys)
         run_program(stack, monitor, preview=True)
     return Rendering(stack, loaded, parent_first(monitor.recorded), monitor.recorded_outputs)
