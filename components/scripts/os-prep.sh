@@ -99,14 +99,24 @@ apply_hostname() {
   set_hostname "$node"
 }
 
+# set_hostname NAME: the static (/etc/hostname) and the kernel's hostname are NAME. Through
+# systemd-hostnamed where systemd runs, as it tells other services; hostnamed is started on
+# demand over D-Bus and that start can time out on a busy machine, so it is asked three
+# times, and then the two are set directly, which is all hostnamectl does with them.
 set_hostname() {
-  local name=$1
+  local name=$1 attempt
   if [ -d /run/systemd/system ] && command -v hostnamectl >/dev/null 2>&1; then
-    hostnamectl set-hostname "$name" || fail "hostnamectl could not set the hostname ${name}"
-  else
-    write_file /etc/hostname 0644 "$name" || true
-    hostname "$name" || fail "could not set the hostname ${name}"
+    for attempt in 1 2 3; do
+      if hostnamectl set-hostname "$name" 2>/dev/null; then
+        say "hostname is now ${name}"
+        return 0
+      fi
+      [ "$attempt" = 3 ] || sleep "$attempt"
+    done
+    say "hostnamectl did not answer; setting /etc/hostname and the kernel's hostname directly"
   fi
+  write_file /etc/hostname 0644 "$name" || true
+  hostname "$name" || fail "could not set the hostname ${name}: is this machine's hostname locked?"
   say "hostname is now ${name}"
 }
 

@@ -11,6 +11,9 @@
 # finds the disk full. When the command ends, what the tmpfs holds is copied back to
 # WORKDIR/upper/_etc. The tmpfs lives in the private namespace only, so it is gone with it,
 # however the command ends.
+#
+# With PRIVATE_ROOT_SYSTEMD=1, /run is overlaid too and holds /run/systemd/system, which is how
+# a script tells that systemd runs the machine.
 set -euo pipefail
 work=$1
 shift
@@ -21,7 +24,9 @@ fi
 system() { PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 full=${PRIVATE_ROOT_FULL_ETC:-}
 small=${work}/full-etc
-for dir in /etc /usr/local/bin /var/lib /usr/share/keyrings; do
+overlaid=(/etc /usr/local/bin /var/lib /usr/share/keyrings)
+[ "${PRIVATE_ROOT_SYSTEMD:-}" != 1 ] || overlaid+=(/run)
+for dir in "${overlaid[@]}"; do
   name=${dir//\//_}
   upper=${work}/upper/${name}
   scratch=${work}/overlay-work/${name}
@@ -36,6 +41,7 @@ for dir in /etc /usr/local/bin /var/lib /usr/share/keyrings; do
   fi
   system mount -t overlay overlay -o "lowerdir=${dir},upperdir=${upper},workdir=${scratch}" "$dir"
 done
+[ "${PRIVATE_ROOT_SYSTEMD:-}" != 1 ] || mkdir -p /run/systemd/system
 [ -n "$full" ] || exec "$@"
 # Fill the tmpfs to the last block (the filler is outside what is copied back).
 cat /dev/zero >"${small}/filler" 2>/dev/null || true
