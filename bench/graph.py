@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from stacks.defaults import HUB_CHART_VERSION, K3S_VERSION
+from model.defaults import HUB_CHART_VERSION, K3S_VERSION
 from stacks.render import Rendering, evaluate
 from stacks.stackfile import read_stack_file
 

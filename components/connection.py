@@ -21,7 +21,7 @@ import pulumi
 from pulumi_command import remote
 from pydantic import SecretStr
 
-from stacks.site_model import Bastion, SshSettings
+from model.site import Bastion, SshSettings
 
 
 def login_user(ssh: SshSettings | Bastion) -> str:

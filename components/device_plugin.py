@@ -12,8 +12,8 @@ import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes.helm import v3 as helm
 
 from components.chart_source import chart_source
-from stacks.secrecy import has_credentials_in_url
-from stacks.site_model import DevicePluginSettings
+from model.secrecy import has_credentials_in_url
+from model.site import DevicePluginSettings
 
 RELEASE_NAME = "nvidia-device-plugin"
 NAMESPACE = "nvidia-device-plugin"

@@ -21,11 +21,11 @@ from pulumi_command import remote
 from components.k3s import proxy_env
 from components.node import BareMetalNode, url_secrets
 from components.remote_script import ScriptStep
-from stacks.secrecy import SecretSections, holds_secret
-from stacks.site_model import DockerSettings, Node, OsSettings, RegistrySettings
+from model.secrecy import SecretSections, holds_secret
+from model.site import DockerSettings, Node, OsSettings, RegistrySettings
 
 DOCKER_SCRIPT = "docker-engine.sh"
-# The sections each script variable comes from (stacks/secrecy.py); the others come from os.
+# The sections each script variable comes from (model/secrecy.py); the others come from os.
 DOCKER_SOURCES: dict[str, tuple[str, ...]] = {
     "CONVECTHUB_NODE_NAME": (),
     "CONVECTHUB_DOCKER_DAEMON_JSON": ("os", "registry", "nodes"),

@@ -22,8 +22,8 @@ import pulumi
 from components.connection import connection_args
 from components.node import BareMetalNode, url_secrets
 from components.remote_script import ScriptStep
-from stacks.secrecy import SecretSections
-from stacks.site_model import GpuSettings, Node, SshSettings
+from model.secrecy import SecretSections
+from model.site import GpuSettings, Node, SshSettings
 
 DRIVER_SCRIPT = "gpu-driver.sh"
 RUNTIME_SCRIPT = "gpu-runtime.sh"
@@ -33,7 +33,7 @@ REBOOT_DIAL_SECONDS = 15
 # that refuses (sshd stopped for the reboot) or has no route fails each dial at once, so the
 # attempts are counted at that pace: a node that times out instead only waits longer.
 REDIAL_PAUSE_SECONDS = 5
-# The sections each script variable comes from (stacks/secrecy.py).
+# The sections each script variable comes from (model/secrecy.py).
 DRIVER_SOURCES: dict[str, tuple[str, ...]] = {
     "CONVECTHUB_NODE_NAME": (),
     "CONVECTHUB_GPU_VENDOR": ("nodes",),

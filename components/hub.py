@@ -35,14 +35,14 @@ from components.chart_source import chart_source
 from components.k3s import accelerator_labels
 from components.node import BareMetalNode
 from components.remote_script import ScriptStep
-from stacks.secrecy import (
+from model.secrecy import (
     SecretSections,
     has_credentials_in_url,
     secret_value_paths,
     with_secrets_at,
 )
-from stacks.site_model import HubSettings, Node, StorageSettings, url_host
-from stacks.values_file import read_values_file
+from model.site import HubSettings, Node, StorageSettings, url_host
+from model.values_file import read_values_file
 
 RELEASE_NAME = "convecthub"
 CHART = "jupyterhub"
@@ -247,7 +247,7 @@ def release_values(
     """The release's values (`site`'s merged over the program's) with their secrets as secret
     Outputs: all of them when the hub's section is secret (they come from it); else the
     profiles when the nodes' section is, the users' storage when storage's is, and the site's
-    values that are secrets by their names or URLs (stacks/secrecy.py)."""
+    values that are secrets by their names or URLs (model/secrecy.py)."""
     if "hub" in secrets:
         return pulumi.Output.secret(values)
     paths: list[tuple[int | str, ...]] = list(secret_value_paths(site))

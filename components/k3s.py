@@ -26,11 +26,11 @@ import pulumi
 import yaml
 from pulumi_command import remote
 
-from components.airgap import REMOTE_DIR, AirgapBundle
 from components.node import BareMetalNode, no_proxy, url_secrets
 from components.remote_script import ScriptStep, script_command
-from stacks.secrecy import SecretSections, holds_secret
-from stacks.site_model import K3sSettings, Node, OsSettings, RegistrySettings
+from model.airgap import REMOTE_DIR, AirgapBundle
+from model.secrecy import SecretSections, holds_secret
+from model.site import K3sSettings, Node, OsSettings, RegistrySettings
 
 INSTALL_SCRIPT = "k3s-install.sh"
 MEMBERSHIP_SCRIPT = "k3s-membership.sh"
@@ -42,7 +42,7 @@ EVERY_REGISTRY = "*"
 
 # With it on some nodes, k3s's ServiceLB binds LoadBalancer ports (the hub's) on those only.
 SERVICE_LB_LABEL = "svccontroller.k3s.cattle.io/enablelb"
-# The sections each script variable comes from (stacks/secrecy.py): a variable of a secret
+# The sections each script variable comes from (model/secrecy.py): a variable of a secret
 # section is secret. The node's name stays plain (it names the node's resources), and so does
 # where the bundle lands (the login user's home, from the node's facts).
 INSTALL_SOURCES: dict[str, tuple[str, ...]] = {

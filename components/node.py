@@ -25,8 +25,8 @@ from pulumi_command import remote
 
 from components.connection import connection_args, login_user
 from components.remote_script import ScriptStep, script_command
-from stacks.secrecy import SecretSections, has_credentials_in_url
-from stacks.site_model import (
+from model.secrecy import SecretSections, has_credentials_in_url
+from model.site import (
     Node,
     OsSettings,
     SshSettings,
@@ -72,7 +72,7 @@ CLUSTER_NO_PROXY = (
 )
 
 
-# The sections each script variable comes from (stacks/secrecy.py): a variable of a secret
+# The sections each script variable comes from (model/secrecy.py): a variable of a secret
 # section is secret. The node's name stays plain: it names the node's resources.
 FACTS_SOURCES: dict[str, tuple[str, ...]] = {"CONVECTHUB_NODE_NAME": ()}
 # The fleet's hosts list is an Output: secret when an address in it is (a configured address

@@ -34,9 +34,9 @@ from pulumi.automation import (
     StackNotFoundError,
 )
 
+from model.defaults import is_k3s_release, upgrade_refusal
 from stacks.backend import Backend, BackendError, backend_for
 from stacks.config import NAMESPACE, ConfigError
-from stacks.defaults import is_k3s_release, upgrade_refusal
 from stacks.progress import RunProgress, expected_steps
 from stacks.stackfile import (
     PROJECT_DIR,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stacks.safe_yaml import YamlError, load_yaml_file
+from model.safe_yaml import YamlError, load_yaml_file
 
 STATE_DIRECTORY = ".pulumi-state"
 PASSPHRASE = "PULUMI_CONFIG_PASSPHRASE"

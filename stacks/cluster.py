@@ -35,8 +35,8 @@ from components.k3s import (
     node_labels,
 )
 from components.node import BareMetalNode, BareMetalNodeArgs
-from stacks.secrecy import SecretSections
-from stacks.site_model import Node, Site
+from model.secrecy import SecretSections
+from model.site import Node, Site
 
 # What the per-node summary output repeats of each node's facts.
 SUMMARY_FACTS = ("arch", "os", "cpus", "memoryMb", "gpus")

@@ -22,15 +22,15 @@ from pathlib import Path
 import pulumi
 from pydantic import BaseModel, ValidationError
 
-from components.airgap import AirgapBundle
-from stacks.defaults import (
+from model.airgap import AirgapBundle
+from model.defaults import (
     DEVICE_PLUGIN_CHART_VERSION,
     HUB_CHART_VERSION,
     K3S_VERSION,
     NVIDIA_DRIVER_BRANCH,
 )
-from stacks.secrecy import SecretSections, has_credentials_in_url, secret_value_paths
-from stacks.site_model import (
+from model.secrecy import SecretSections, has_credentials_in_url, secret_value_paths
+from model.site import (
     DockerSettings,
     GpuSettings,
     Site,
@@ -39,7 +39,7 @@ from stacks.site_model import (
     has_control,
     is_loopback,
 )
-from stacks.values_file import read_values_file
+from model.values_file import read_values_file
 
 NAMESPACE = "convecthub"
 # The host ports k3s's packaged Traefik takes on every node (its ServiceLB service).
@@ -662,7 +662,7 @@ def _check_storage(site: Site) -> None:
 
 
 def _version_warnings(values: Mapping[str, object], site: Site) -> Iterable[str]:
-    """The defaults (stacks/defaults.py) the site relies on where a newer program would move
+    """The defaults (model/defaults.py) the site relies on where a newer program would move
     it: the k3s release, and the driver branch when the program installs NVIDIA drivers. One
     line each, naming what it runs and how to pin it. A section held whole as a secret is not
     looked into."""
@@ -786,7 +786,7 @@ def _check_one_line_text(values: Mapping[str, object]) -> None:
 _SECRET_FIELDS = {"privateKey", "privateKeyPassword", "password", "token"}
 # Secret fields whose name only says so where they sit: the hub's TLS key.
 _SECRET_PATHS = {("tls", "key")}
-# The free-form maps: their secrets are known by their key names (stacks/secrecy.py).
+# The free-form maps: their secrets are known by their key names (model/secrecy.py).
 _FREE_FORM_MAPS = {
     ("k3s", "serverConfig"),
     ("k3s", "agentConfig"),

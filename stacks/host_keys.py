@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from model.site import Bastion, Site, SshSettings
 from stacks.config import ConfigError, in_offline_review, key_path, reviewing_offline
-from stacks.site_model import Bastion, Site, SshSettings
 
 _NAMES_SHOWN = 5
 # Within the offline review (the render), `check_host_keys` warns where it would refuse: the

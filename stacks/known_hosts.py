@@ -33,10 +33,10 @@ from pathlib import Path
 import yaml
 
 from components.connection import login_user
+from model.site import Site
+from model.ssh_keys import SHORT_TYPES, HostKey, HostKeyError, parse_host_key
 from stacks.config import NAMESPACE, ConfigError, decode_config, load_site
 from stacks.host_keys import Target, targets
-from stacks.site_model import Site
-from stacks.ssh_keys import SHORT_TYPES, HostKey, HostKeyError, parse_host_key
 from stacks.stackfile import PROJECT_DIR, STACK_NAME, read_stack_file, stack_file_path
 
 DEFAULT_TIMEOUT = 5

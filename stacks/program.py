@@ -8,10 +8,10 @@ import os
 import pulumi
 
 from components.connection import has_credentials
+from model.site import Site
 from stacks.cluster import build_cluster
 from stacks.config import ConfigError, key_path, load_site_from_pulumi
 from stacks.host_keys import check_host_keys, in_review
-from stacks.site_model import Site
 
 
 def check_ssh_agent(site: Site) -> None:

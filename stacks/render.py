@@ -24,9 +24,9 @@ from components.connection import login_user
 from components.hub import CERTIFICATE_SCRIPT
 from components.node import FACT_FIELDS, FACTS_SCRIPT, reviewing_placeholder_facts
 from components.remote_script import SECRET_MASK
+from model.site import Node
 from stacks import program
 from stacks.config import LoadedSite, decode_config, load_site, reviewing_offline
-from stacks.site_model import Node
 from stacks.stackfile import StackFile
 
 COMMAND_TYPE = "command:remote:Command"

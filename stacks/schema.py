@@ -6,8 +6,8 @@ be written plainly or as the `{secure: ...}` object `pulumi config set --secret`
 
 from __future__ import annotations
 
+from model.site import Site
 from stacks.config import NAMESPACE
-from stacks.site_model import Site
 
 _SECURE = {
     "type": "object",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from model.safe_yaml import NOT_YAML, YamlError, load_yaml_file
 from stacks.config import NAMESPACE, SECRET_PLACEHOLDER, ConfigError
-from stacks.safe_yaml import NOT_YAML, YamlError, load_yaml_file
 
 DEFAULT_PROJECT = "convecthub"
 # This project's directory: Pulumi.yaml and the sites' stack files.

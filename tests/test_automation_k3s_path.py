@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stacks.defaults import K3S_VERSION, upgrade_refusal
+from model.defaults import K3S_VERSION, upgrade_refusal
 from tests.conftest import pinned, three_node_site, write_stack_file
 from tests.test_automation import SITE, TAIL, argvs, cli_env, project, reset_log, stacks
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
+from model.site import Taint
 from stacks.config import ConfigError, decode_config, load_site
-from stacks.site_model import Taint
 from tests.conftest import three_node_site
 
 Mutation = Callable[[dict], object]

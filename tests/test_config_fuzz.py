@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from model.site import Site
 from stacks.config import ConfigError, decode_config, load_site
-from stacks.site_model import Site
 
 FUZZ = settings(
     max_examples=250,

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from components.hub import hub_urls
+from model.site import HubSettings
 from stacks.__main__ import main
 from stacks.config import ConfigError, decode_config, load_site
 from stacks.importers.ansible_ini import parse_inventory, read_inventory
 from stacks.render import evaluate
-from stacks.site_model import HubSettings
 from stacks.stackfile import read_stack_file
 from tests.conftest import three_node_site, write_stack_file
 

@@ -1,4 +1,4 @@
-"""The table of defaults (stacks/defaults.py): the one place a default version lives, what the
+"""The table of defaults (model/defaults.py): the one place a default version lives, what the
 model and the README take from it, and what a site that relies on a default is told."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stacks import defaults
-from stacks.defaults import (
+from model import defaults
+from model.defaults import (
     DEVICE_PLUGIN_CHART_VERSION,
     HUB_CHART_VERSION,
     K3S_VERSION,
@@ -19,12 +19,13 @@ from stacks.defaults import (
     markdown_table,
     upgrade_refusal,
 )
-from stacks.site_model import DevicePluginSettings, GpuSettings, HubSettings, K3sSettings
+from model.site import DevicePluginSettings, GpuSettings, HubSettings, K3sSettings
 from tests.conftest import PROJECT_DIR
 
 # Where the program's own code and node scripts live, and the sandbox and stand-ins that follow
 # its defaults. Test modules hold test data (a site on an old release, say), not defaults.
 CODE = (
+    "model",
     "stacks",
     "components",
     "__main__.py",
@@ -47,7 +48,7 @@ def code_files() -> list[Path]:
             for candidate in candidates
             if candidate.is_file()
             and "__pycache__" not in candidate.parts
-            and candidate != PROJECT_DIR / "stacks" / "defaults.py"
+            and candidate != PROJECT_DIR / "model" / "defaults.py"
         ]
     return files
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from pulumi.runtime import rpc
 
+from model.ssh_keys import HostKeyError, parse_host_key
 from stacks.__main__ import main
 from stacks.config import ConfigError, load_site
 from stacks.host_keys import check_host_keys, reviewing, targets
 from stacks.render import RecordingMonitor, StandInProviders, evaluate, map_secrets, run_program
-from stacks.ssh_keys import HostKeyError, parse_host_key
 from stacks.stackfile import read_stack_file
 from tests.conftest import PROJECT_DIR, pinned, sample_host_key, three_node_site, write_stack_file
 

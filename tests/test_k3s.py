@@ -12,10 +12,10 @@ import yaml
 from pulumi.runtime import rpc
 
 from components.k3s import K3sRole, api_server_url, k3s_config, proxy_env, registries_config
+from model.site import Site
 from stacks.config import ConfigError, load_site
 from stacks.host_keys import reviewing
 from stacks.render import RecordingMonitor, StandInProviders, map_secrets, run_program
-from stacks.site_model import Site
 from stacks.stackfile import read_stack_file
 from tests.conftest import name_of, resources_by_name, write_stack_file
 

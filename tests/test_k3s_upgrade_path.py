@@ -3,7 +3,7 @@ line before it changes anything; run for real as in tests/test_k3s_install_scrip
 
 from __future__ import annotations
 
-from stacks.defaults import K3S_VERSION, upgrade_refusal
+from model.defaults import K3S_VERSION, upgrade_refusal
 from tests.conftest import needs_private_root
 from tests.test_k3s_install_script import applied, node, online_env, run
 

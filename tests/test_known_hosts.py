@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from model.ssh_keys import parse_host_key
 from stacks.__main__ import main
 from stacks.known_hosts import add_host_keys
-from stacks.ssh_keys import parse_host_key
 from tests.conftest import PROJECT_DIR, sample_host_key
 from tests.test_automation import cli_env, stacks  # noqa: F401 (cli_env is a fixture)
 

@@ -6,8 +6,8 @@ import re
 
 import yaml
 
+from model.site import Site
 from stacks.config import NAMESPACE
-from stacks.site_model import Site
 from tests.conftest import PROJECT_DIR
 
 

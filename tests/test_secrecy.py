@@ -1,4 +1,4 @@
-"""The rules that say which values are secrets (stacks/secrecy.py), on exact inputs."""
+"""The rules that say which values are secrets (model/secrecy.py), on exact inputs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import pulumi
 import pytest
 
-from stacks.secrecy import (
+from model.secrecy import (
     SecretSections,
     has_credentials_in_url,
     holds_secret,

@@ -1,6 +1,6 @@
 """Secrets stay secret wherever the program moves them (issue 14), under the render's mocks.
 
-Two kinds (stacks/secrecy.py): a section Pulumi holds as secret (any path of it set with
+Two kinds (model/secrecy.py): a section Pulumi holds as secret (any path of it set with
 --secret), of which every value reaches resources as a secret Output; and values that are
 secrets by what they are (credentials in a URL, secret-named keys of the free-form maps),
 secret Outputs whether set with --secret or not, and warned about when they are plain.

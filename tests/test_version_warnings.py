@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks.config import load_site
-from stacks.defaults import (
+from model.defaults import (
     DEVICE_PLUGIN_CHART_VERSION,
     HUB_CHART_VERSION,
     K3S_VERSION,
     NVIDIA_DRIVER_BRANCH,
     kubernetes_minor,
 )
+from stacks.config import load_site
 from stacks.render import evaluate, format_text
 from stacks.stackfile import read_stack_file
 from tests.conftest import PROJECT_DIR, three_node_site

@@ -20,8 +20,8 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from model.safe_yaml import YamlError, read_text_file
 from stacks.config import ConfigError
-from stacks.safe_yaml import YamlError, read_text_file
 
 ALL = "all"
 UNGROUPED = "ungrouped"

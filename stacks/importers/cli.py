@@ -20,13 +20,13 @@ import re
 import sys
 from pathlib import Path
 
-from stacks.config import SECRET_PLACEHOLDER, ConfigError, load_site
-from stacks.defaults import (
+from model.defaults import (
     DEVICE_PLUGIN_CHART_VERSION,
     HUB_CHART_VERSION,
     K3S_VERSION,
     NVIDIA_DRIVER_BRANCH,
 )
+from stacks.config import SECRET_PLACEHOLDER, ConfigError, load_site
 from stacks.importers.ansible_ini import read_inventory
 from stacks.importers.convecthub_inventory import import_convecthub_inventory
 from stacks.importers.openpai import import_openpai

@@ -13,11 +13,11 @@ import shlex
 from collections import Counter
 from pathlib import Path
 
+from model.site import DockerSettings
 from stacks.config import ConfigError
 from stacks.importers.ansible_ini import ALL, UNGROUPED, Inventory, Var
 from stacks.importers.result import ImportResult, SecretToSet, in_file_order
 from stacks.importers.values import ansible_bool, node_name, port_number
-from stacks.site_model import DockerSettings
 
 SERVER_GROUP = "driver"
 AGENT_GROUP = "worker"

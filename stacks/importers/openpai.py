@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from model.safe_yaml import YamlError, load_yaml, read_text_file
 from stacks.config import ConfigError, key_path
 from stacks.importers.result import ImportResult, SecretToSet, in_file_order
 from stacks.importers.values import ansible_bool, node_name
-from stacks.safe_yaml import YamlError, load_yaml, read_text_file
 
 # kubespray's image repositories, the registry each stands for, and the values that mean "no
 # mirror" (its defaults over the years).

@@ -14,9 +14,9 @@ import textwrap
 
 import yaml
 
+from model.site import Node, Site
 from stacks.config import NAMESPACE
 from stacks.importers.result import ImportResult, SecretToSet
-from stacks.site_model import Node, Site
 
 WIDTH = 100
 NODE_KEYS = ("name", "host", "ssh", "roles", "iface", "gpu", "installDocker")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks.site_model import DEFAULT_K3S_VERSION
+from model.site import DEFAULT_K3S_VERSION
 from stacks.stackfile import StackFile, read_stack_file
 from tests.sandbox.deployment import Deployment
 from tests.sandbox.fleet import SUDO_USER, SandboxFleet, unavailable_reason

@@ -15,7 +15,7 @@ import threading
 
 import pytest
 
-from stacks.site_model import DEFAULT_K3S_VERSION
+from model.site import DEFAULT_K3S_VERSION
 from tests.conftest import PROJECT_DIR, sample_host_key
 from tests.e2e.conftest import NODE_NAMES, sandbox_site
 from tests.sandbox.deployment import CommandError, Deployment

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from stacks.site_model import DEFAULT_K3S_VERSION
+from model.site import DEFAULT_K3S_VERSION
 from stacks.stackfile import read_stack_file
 from tests.sandbox.deployment import CommandError, Deployment
 from tests.sandbox.fleet import SUDO_USER, SandboxFleet, SandboxUnavailableError

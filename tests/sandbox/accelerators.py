@@ -6,7 +6,7 @@ node scripts. Everything else on the node stays real (apt, dpkg, systemd, sshd, 
                     and the NVIDIA container toolkit installed as a package.
   nvidia-no-driver  an A100 on `lspci` and no driver yet: a local apt repository offers the
                     driver packages gpu-driver.sh installs for the default branch
-                    (stacks/defaults.py: nvidia-headless-<branch>-server and
+                    (model/defaults.py: nvidia-headless-<branch>-server and
                     nvidia-utils-<branch>-server). Like the real module, the stand-in driver only
                     loads at boot: nvidia-smi answers after the reboot, not before. The machine
                     says it is Ubuntu 22.04 (the driver install is Ubuntu-only; the root is
@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from stacks.defaults import NVIDIA_DRIVER_BRANCH
+from model.defaults import NVIDIA_DRIVER_BRANCH
 
 KINDS = ("nvidia", "nvidia-no-driver", "ascend")
 NVIDIA_DEVICE = "0000:3b:00.0 0302: 10de:20b0 (rev a1)"

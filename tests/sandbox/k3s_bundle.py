@@ -1,7 +1,7 @@
 """A STAND-IN airgap bundle for the sandbox fleet, which cannot reach the internet: the k3s
 stand-in as the binary, the stand-in install script and the stand-in cluster's kubectl
 (all from tests/standins/k3s/), and a placeholder image archive. Laid out as
-components/airgap.py expects, so the program takes its real airgap path: copy with
+model/airgap.py expects, so the program takes its real airgap path: copy with
 CopyToRemote, install with INSTALL_K3S_SKIP_DOWNLOAD, images into k3s's import directory."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stacks.safe_yaml import NOT_YAML, YamlError, load_yaml_file
+from model.safe_yaml import NOT_YAML, YamlError, load_yaml_file
 
 
 def read_values_file(path: str) -> dict[str, object]:

@@ -29,16 +29,16 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from stacks.defaults import (
+from model.defaults import (
     DEVICE_PLUGIN_CHART_VERSION,
     HUB_CHART_VERSION,
     K3S_VERSION,
     NVIDIA_DRIVER_BRANCH,
 )
-from stacks.safe_yaml import YamlError, read_text_file
-from stacks.ssh_keys import HostKeyError, parse_host_key
+from model.safe_yaml import YamlError, read_text_file
+from model.ssh_keys import HostKeyError, parse_host_key
 
-# The defaults come from the one table of them (stacks/defaults.py).
+# The defaults come from the one table of them (model/defaults.py).
 DEFAULT_K3S_VERSION = K3S_VERSION
 DEFAULT_K3S_INSTALL_SCRIPT = "https://get.k3s.io"
 # k3s's packaged components that `--disable` accepts.
