@@ -14,16 +14,24 @@ from the program are deleted, and `destroy` runs every `delete` in reverse depen
 Like `pulumi up --target`, a deployment may be limited to some resources (`targets`): the
 others are registered by the program but neither run nor kept in the state. A generated
 password or id (pulumi-random) is made here, once, and kept.
+
+The state can be kept in a file between processes (`save`, `load`), each resource under its
+URN as the engine keeps it, so that one version of the program can bring a site up and
+another take it over:
+
+    python -m tests.sandbox.deployment up STACK_FILE STATE_FILE
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shlex
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -79,6 +87,7 @@ class ResourceState:
     inputs: dict
     outputs: dict
     dependencies: list[str] = field(default_factory=list)
+    urn: str = ""  # as the program registered it (set once its registration is answered)
 
 
 @contextlib.contextmanager
@@ -253,7 +262,7 @@ class DependencyRecorder(RecordingMonitor):
         # Registrations run concurrently: find this one's record by its URN.
         record = next(r for r in reversed(self.recorded) if r["urn"] == response.urn)
         dependencies = [resource_key(urn) for urn in record["dependencies"]]
-        self.deployment.set_dependencies(resource_key(response.urn), dependencies)
+        self.deployment.set_dependencies(resource_key(response.urn), dependencies, response.urn)
         return response
 
 
@@ -316,10 +325,39 @@ class Deployment:
                 resource.dependencies = previous.dependencies
             self.state[resource.key] = resource
 
-    def set_dependencies(self, key: str, dependencies: list[str]) -> None:
+    def set_dependencies(self, key: str, dependencies: list[str], urn: str) -> None:
         with self._lock:
             if key in self.state:
                 self.state[key].dependencies = dependencies
+                self.state[key].urn = urn
+
+    def save(self, path: Path) -> None:
+        """The state, as JSON: per resource its URN, inputs, outputs and what it waits for."""
+        resources = [
+            {
+                "urn": resource.urn,
+                "key": resource.key,
+                "inputs": resource.inputs,
+                "outputs": resource.outputs,
+                "dependencies": resource.dependencies,
+            }
+            for resource in self.state.values()
+        ]
+        path.write_text(json.dumps({"resources": resources}, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Deployment:
+        """A deployment that goes on from the state `save` wrote."""
+        deployment = cls()
+        for resource in json.loads(path.read_text(encoding="utf-8"))["resources"]:
+            deployment.state[resource["key"]] = ResourceState(
+                resource["key"],
+                resource["inputs"],
+                resource["outputs"],
+                resource["dependencies"],
+                resource["urn"],
+            )
+        return deployment
 
     def _delete(self, keys) -> None:
         doomed = set(keys)
@@ -350,3 +388,27 @@ class Deployment:
 def _label(key: str) -> str:
     type_name, name = key.split("::")
     return f"{type_name} ({name})"
+
+
+def main(argv: list[str]) -> int:
+    """`up STACK_FILE STATE_FILE`: converge the stack file's site from the state in STATE_FILE
+    (none yet: a new site), and write the state back; a failed step ends it with its line."""
+    from stacks.stackfile import read_stack_file
+
+    if len(argv) != 3 or argv[0] != "up":
+        print("usage: python -m tests.sandbox.deployment up STACK_FILE STATE_FILE", file=sys.stderr)
+        return 2
+    stack_file, state_file = Path(argv[1]), Path(argv[2])
+    deployment = Deployment.load(state_file) if state_file.exists() else Deployment()
+    try:
+        deployment.up(read_stack_file(stack_file))
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        deployment.save(state_file)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
