@@ -111,11 +111,12 @@ class RunProgress:
             if step is None:
                 # Not reported yet (a destroy ends parents after their children): its URN
                 # still says its type and its parent's, "<stack>::<project>::<types>::<name>".
+                # (The engine leaves the root stack's type out; the SDK's mocks put it first.)
                 parts = current.split("::")
                 types, name = parts[2].split("$") if len(parts) > 3 else [], "::".join(parts[3:])
                 if types and types[-1] == NODE_TYPE:
                     return name
-                if current != urn and types[:1] == [STACK_TYPE] and len(types) == 2:
+                if current != urn and len(types[1:] if types[:1] == [STACK_TYPE] else types) == 1:
                     return name
                 break
             if step.type == NODE_TYPE:

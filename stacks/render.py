@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import gc
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import pulumi
@@ -27,6 +27,7 @@ from components.remote_script import SECRET_MASK
 from model.site import Node
 from stacks import program
 from stacks.config import LoadedSite, decode_config, load_site, reviewing_offline
+from stacks.engine_urns import AliasResolver, new_urn
 from stacks.stackfile import StackFile
 
 COMMAND_TYPE = "command:remote:Command"
@@ -111,14 +112,24 @@ def mask_secrets(value: object) -> object:
 
 
 class RecordingMonitor(mocks.MockMonitor):
-    """A mock monitor that also keeps every registration and every outputs registration."""
+    """A mock monitor that also keeps every registration and every outputs registration, and
+    makes URNs and resolves aliases as the engine does (stacks/engine_urns.py): `old_urns` are
+    the URNs of the state a registration may take over."""
 
-    def __init__(self, providers: pulumi.runtime.Mocks):
+    def __init__(self, providers: pulumi.runtime.Mocks, old_urns: Iterable[str] = ()):
         super().__init__(providers)
         self.recorded: list[dict] = []
         self.recorded_outputs: dict[str, dict] = {}
+        self._old_urns = frozenset(old_urns)
+        self._resolver: AliasResolver | None = None
+        self.aliases: dict[str, list[str]] = {}  # per URN, its alias URNs (none: left out)
+        self.taken_over: dict[str, str] = {}  # per URN, the old URN it took over under an alias
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        return new_urn(pulumi.get_stack(), pulumi.get_project(), parent, type_, name)
 
     def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+        self._resolve_aliases(request)
         response = super().RegisterResource(request)
         dependencies = set(request.dependencies)
         for urns in request.propertyDependencies.values():
@@ -136,6 +147,19 @@ class RecordingMonitor(mocks.MockMonitor):
         self.recorded.append(resource)
         return response
 
+    def _resolve_aliases(self, request) -> None:
+        if self._resolver is None:
+            self._resolver = AliasResolver(pulumi.get_stack(), pulumi.get_project(), self._old_urns)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        aliases = self._resolver.aliases(
+            urn, request.type, request.name, request.parent, request.aliases
+        )
+        if aliases:
+            self.aliases[urn] = aliases
+        old = self._resolver.take_over(urn, aliases)
+        if old is not None and old != urn:
+            self.taken_over[urn] = old
+
     def RegisterResourceOutputs(self, request):  # noqa: N802
         outputs = rpc.deserialize_properties(request.outputs)
         self.recorded_outputs[request.urn] = mask_secrets(outputs)
@@ -148,6 +172,8 @@ class Rendering:
     loaded: LoadedSite
     resources: list[dict] = field(default_factory=list)
     outputs: dict[str, dict] = field(default_factory=dict)
+    aliases: dict[str, list[str]] = field(default_factory=dict)  # per URN, its alias URNs
+    taken_over: dict[str, str] = field(default_factory=dict)  # per URN, the old URN it is
 
     @property
     def stack_urn(self) -> str:
@@ -161,14 +187,22 @@ class Rendering:
         return {r["name"]: r for r in self.resources if r["type"] == COMPONENT_PREFIX + type_name}
 
 
-def evaluate(stack: StackFile) -> Rendering:
-    """Run the program with the stack file's config; raises ConfigError on bad config."""
-    monitor = RecordingMonitor(StandInProviders())
+def evaluate(stack: StackFile, old_urns: Iterable[str] = ()) -> Rendering:
+    """Run the program with the stack file's config; raises ConfigError on bad config.
+    `old_urns`, a state's resources, are what a resource may take over under an alias."""
+    monitor = RecordingMonitor(StandInProviders(), old_urns)
     # A host key not pinned yet is a warning here, not a refusal; a secret is a placeholder.
     with reviewing_offline():
         loaded = load_site(decode_config(stack.config), stack.secret_keys)
         run_program(stack, monitor, preview=True)
-    return Rendering(stack, loaded, parent_first(monitor.recorded), monitor.recorded_outputs)
+    return Rendering(
+        stack,
+        loaded,
+        parent_first(monitor.recorded),
+        monitor.recorded_outputs,
+        monitor.aliases,
+        monitor.taken_over,
+    )
 
 
 def run_program(stack: StackFile, monitor: RecordingMonitor, *, preview: bool) -> None:
