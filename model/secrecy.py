@@ -29,6 +29,10 @@ from typing import Any
 
 import pulumi
 
+# What a secret shows as wherever it is not to be read: in a preview, a render, the outputs the
+# CLI prints, and as the placeholder an offline stack file holds for each `secure:` value.
+SECRET_MASK = "[secret]"
+
 # The top-level keys of the namespace (convecthub:<section>).
 SECTIONS = ("ssh", "nodes", "os", "k3s", "registry", "gpu", "hub", "storage")
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +31,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from model.airgap import AirgapBundle
 from model.defaults import (
     DEVICE_PLUGIN_CHART_VERSION,
     HUB_CHART_VERSION,
@@ -37,10 +40,15 @@ from model.defaults import (
 )
 from model.safe_yaml import YamlError, read_text_file
 from model.ssh_keys import HostKeyError, parse_host_key
+from model.values_file import merge_values, read_values_file
 
 # The defaults come from the one table of them (model/defaults.py).
 DEFAULT_K3S_VERSION = K3S_VERSION
 DEFAULT_K3S_INSTALL_SCRIPT = "https://get.k3s.io"
+# The hub's default ports: HTTP's and HTTPS's own, which a URL leaves unsaid, the chart's proxy
+# redirects plain HTTP to, and k3s's packaged Traefik takes on every node.
+DEFAULT_HTTP_PORT = 80
+DEFAULT_HTTPS_PORT = 443
 # k3s's packaged components that `--disable` accepts.
 K3S_COMPONENTS = ("coredns", "servicelb", "traefik", "local-storage", "metrics-server", "runtimes")
 # config.yaml keys the program writes itself: extra config may not set them.
@@ -489,7 +497,12 @@ Image = Annotated[str, AfterValidator(_check_image)]
 
 
 class Strict(BaseModel):
-    """Base of every config section: camelCase keys, unknown keys rejected, immutable."""
+    """Base of every config section: camelCase keys, unknown keys rejected, immutable.
+
+    A fact derived from a section is a `cached_property`, worked out once per instance (pydantic
+    keeps it out of equality, dumps and the schema); `model_copy(update=...)` forgets the copy's,
+    which the update may change.
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -497,6 +510,22 @@ class Strict(BaseModel):
         extra="forbid",
         frozen=True,
     )
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            for name in _cached_properties(type(self)):
+                copied.__dict__.pop(name, None)
+        return copied
+
+
+def _cached_properties(model: type) -> list[str]:
+    return [
+        name
+        for klass in model.__mro__
+        for name, value in vars(klass).items()
+        if isinstance(value, cached_property)
+    ]
 
 
 def _check_host_key(value: str) -> str:
@@ -827,6 +856,11 @@ class RegistrySettings(Strict):
         "images/<arch>/*.tar*; when set, nothing is downloaded on a node.",
     )
 
+    @cached_property
+    def airgap_bundle(self) -> AirgapBundle | None:
+        """The airgap bundle at bundleDir; None for a site that downloads."""
+        return AirgapBundle(Path(self.bundle_dir)) if self.bundle_dir is not None else None
+
 
 def _check_chart_file(value: str) -> str:
     path = Path(os.path.expanduser(check_text(value, "path")))
@@ -916,8 +950,12 @@ class HubTls(Strict):
 class HubSettings(Strict):
     """ConvectHub, the JupyterHub chart (zero-to-jupyterhub), on the cluster (`convecthub:hub`)."""
 
-    http_port: Port = Field(default=80, description="HTTP port on the master (seed's http_port).")
-    https_port: Port = Field(default=443, description="HTTPS port on the master (https_port).")
+    http_port: Port = Field(
+        default=DEFAULT_HTTP_PORT, description="HTTP port on the master (seed's http_port)."
+    )
+    https_port: Port = Field(
+        default=DEFAULT_HTTPS_PORT, description="HTTPS port on the master (https_port)."
+    )
     chart_version: ChartVersion = Field(
         default=HUB_CHART_VERSION, description="Version of the JupyterHub Helm chart."
     )
@@ -952,6 +990,18 @@ class HubSettings(Strict):
     values: dict[str, JsonValue] = Field(
         default={}, description="Further chart values, merged over the values file's."
     )
+
+    @cached_property
+    def file_values(self) -> dict[str, object]:
+        """The values file's mapping ({} without one), read once; ValueError with what is wrong
+        when the file is no YAML mapping (stacks/config checks it on load). Not to be changed."""
+        return read_values_file(self.values_file) if self.values_file is not None else {}
+
+    @cached_property
+    def site_values(self) -> dict[str, object]:
+        """The site's own chart values: its values file's, then `values` merged over them.
+        Not to be changed."""
+        return merge_values(self.file_values, self.values)
 
 
 Quantity = Annotated[str, Field(pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")]
@@ -1000,6 +1050,17 @@ class Site(Strict):
     @property
     def servers(self) -> list[Node]:
         return [node for node in self.nodes if node.is_server]
+
+    @property
+    def first_server(self) -> Node:
+        """The first node with the server role: it initialises the cluster, serves the API the
+        others join (unless k3s.apiEndpoint) and answers for the hub."""
+        return self.servers[0]
+
+    @property
+    def airgap_bundle(self) -> AirgapBundle | None:
+        """The airgap bundle (registry.bundleDir); None for a site that downloads."""
+        return self.registry.airgap_bundle
 
     @property
     def agents(self) -> list[Node]:
