@@ -15,14 +15,14 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as kubernetes
 
+from model.accelerator import ASCEND_RESOURCES, ASCEND_SELECTOR
+
 NAME = "ascend-device-plugin"
 NAMESPACE = "kube-system"
 ROLE_NAME = "convecthub-ascend-device-plugin"
 DRIVER_DIR = "/usr/local/Ascend/driver"
 LOG_DIR = "/var/log/mindx-dl/devicePlugin"
 KUBELET_DIR = "/var/lib/kubelet"
-# The taint keys sites put on NPU nodes, one per chip the plugin serves.
-ASCEND_RESOURCES = ("huawei.com/Ascend910", "huawei.com/Ascend310", "huawei.com/Ascend310P")
 
 
 def ascend_cluster_role_rules() -> list[dict[str, object]]:
@@ -70,6 +70,7 @@ def ascend_daemonset_spec(image: pulumi.Input[str]) -> dict[str, object]:
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
+    # Sites taint their NPU nodes with the resources the plugin serves as keys: it tolerates them.
     tolerations = [{"key": "CriticalAddonsOnly", "operator": "Exists"}] + [
         {"key": key, "operator": "Exists", "effect": "NoSchedule"} for key in ASCEND_RESOURCES
     ]
@@ -81,7 +82,7 @@ def ascend_daemonset_spec(image: pulumi.Input[str]) -> dict[str, object]:
             "spec": {
                 "serviceAccountName": NAME,
                 "priorityClassName": "system-node-critical",
-                "nodeSelector": {"npu": "true"},
+                "nodeSelector": dict(ASCEND_SELECTOR),
                 "tolerations": tolerations,
                 "containers": [container],
                 "volumes": [

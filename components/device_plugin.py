@@ -12,6 +12,7 @@ import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes.helm import v3 as helm
 
 from components.chart_source import chart_source
+from model.accelerator import NVIDIA_SELECTOR
 from model.secrecy import has_credentials_in_url
 from model.site import DevicePluginSettings
 
@@ -23,7 +24,7 @@ TIMEOUT_SECONDS = 600
 
 def device_plugin_values() -> dict[str, object]:
     """The chart values: GPU nodes only, and GPU feature discovery with it."""
-    return {"nodeSelector": {"gpu": "true"}, "gfd": {"enabled": True}}
+    return {"nodeSelector": dict(NVIDIA_SELECTOR), "gfd": {"enabled": True}}
 
 
 def nvidia_device_plugin(

@@ -21,6 +21,7 @@ from pulumi_command import remote
 from components.k3s import proxy_env
 from components.node import BareMetalNode, url_secrets
 from components.remote_script import ScriptStep
+from model.accelerator import accelerator_of
 from model.secrecy import SecretSections, holds_secret
 from model.site import DockerSettings, Node, OsSettings, RegistrySettings
 
@@ -48,6 +49,7 @@ class DockerSite:
     secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 
+# How Docker runs the NVIDIA runtime the GPU layer installed (its `runtimes` entry).
 NVIDIA_RUNTIME = {"path": "nvidia-container-runtime", "runtimeArgs": []}
 
 
@@ -65,9 +67,10 @@ def docker_daemon_config(
         config["insecure-registries"] = insecure
     if docker.data_root:
         config["data-root"] = docker.data_root
-    if node.gpu is not None and node.gpu.vendor == "nvidia":
-        config["default-runtime"] = "nvidia"
-        config["runtimes"] = {"nvidia": NVIDIA_RUNTIME}
+    runtime = accelerator_of(node).default_runtime
+    if runtime is not None:
+        config["default-runtime"] = runtime
+        config["runtimes"] = {runtime: NVIDIA_RUNTIME}
     config.update(sorted(docker.daemon_config.items()))
     return config
 

@@ -22,6 +22,7 @@ import pulumi
 from components.connection import connection_args
 from components.node import BareMetalNode, url_secrets
 from components.remote_script import ScriptStep
+from model.accelerator import accelerator_of
 from model.secrecy import SecretSections
 from model.site import GpuSettings, Node, SshSettings
 
@@ -44,11 +45,12 @@ RUNTIME_URLS = ("CONVECTHUB_TOOLKIT_REPO", "CONVECTHUB_TOOLKIT_KEY_URL")
 
 
 def driver_env(node: Node, settings: GpuSettings) -> dict[str, str]:
-    assert node.gpu is not None
-    env = {"CONVECTHUB_NODE_NAME": node.name, "CONVECTHUB_GPU_VENDOR": node.gpu.vendor}
-    if node.gpu.vendor == "nvidia":
-        env["CONVECTHUB_INSTALL_DRIVER"] = "true" if node.gpu.install_driver else "false"
-        if node.gpu.install_driver:
+    accelerator = accelerator_of(node)
+    assert accelerator.vendor is not None
+    env = {"CONVECTHUB_NODE_NAME": node.name, "CONVECTHUB_GPU_VENDOR": accelerator.vendor}
+    if accelerator.is_nvidia:
+        env["CONVECTHUB_INSTALL_DRIVER"] = "true" if accelerator.install_driver else "false"
+        if accelerator.install_driver:
             env["CONVECTHUB_DRIVER_VERSION"] = settings.driver_version
     return env
 
@@ -89,7 +91,8 @@ class GpuNode(pulumi.ComponentResource):
     def __init__(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("convecthub:infra:GpuNode", name, None, opts)
         node, host = args.node, args.host
-        assert node.gpu is not None
+        accelerator = accelerator_of(node)
+        assert not accelerator.is_cpu
         secrets = args.secrets
         env, secret_env = secrets.split_env(
             driver_env(node, args.settings), DRIVER_SOURCES, default=("gpu",)
@@ -100,7 +103,7 @@ class GpuNode(pulumi.ComponentResource):
         )
         self.ready = self.driver
         steps = [driver_step.describe().apply(lambda d: {"step": "gpu-driver", **d})]
-        if node.gpu.vendor == "nvidia":
+        if accelerator.is_nvidia:
             env = runtime_env(node, args.settings)
             plain, secret = secrets.split_env(
                 env, RUNTIME_SOURCES, default=("gpu",), secret=url_secrets(env, RUNTIME_URLS)
@@ -120,4 +123,4 @@ class GpuNode(pulumi.ComponentResource):
                 )
             )
         self._steps = steps
-        self.register_outputs({"vendor": secrets.wrap(node.gpu.vendor, "nodes"), "steps": steps})
+        self.register_outputs({"vendor": secrets.wrap(accelerator.vendor, "nodes"), "steps": steps})

@@ -32,9 +32,9 @@ import pulumi_random as random
 from pulumi_kubernetes.helm import v3 as helm
 
 from components.chart_source import chart_source
-from components.k3s import accelerator_labels
 from components.node import BareMetalNode
 from components.remote_script import ScriptStep
+from model.accelerator import accelerator_of
 from model.secrecy import (
     SecretSections,
     has_credentials_in_url,
@@ -51,21 +51,10 @@ CERTIFICATE_SCRIPT = "hub-certificate.sh"
 SHARED_PASSWORD = "shared-password"
 # The chart's proxy pods (its matchLabels), and their named ports.
 PROXY_SELECTOR = {"app": "jupyterhub", "component": "proxy", "release": RELEASE_NAME}
-NVIDIA_RESOURCE = "nvidia.com/gpu"
 # Users' homes on the shared NFS export: one volume, a directory per user.
 STORAGE_CLASS = "convecthub-nfs"
 HOME_VOLUME = "convecthub-home"
 HOME_SUBPATH = "home/{username}"
-
-
-def ascend_resource(gpu_type: str | None) -> str:
-    """The resource Huawei's device plugin offers for an Ascend chip type (910 by default)."""
-    chip = (gpu_type or "").upper()
-    if chip.startswith("310P"):
-        return "huawei.com/Ascend310P"
-    if chip.startswith("310"):
-        return "huawei.com/Ascend310"
-    return "huawei.com/Ascend910"
 
 
 def _slug(text: str) -> str:
@@ -82,35 +71,36 @@ def profile_list(nodes: Sequence[Node]) -> list[dict[str, object]]:
         groups.setdefault(node.labels.get("org"), []).append(node)
     profiles: list[dict[str, object]] = []
     for org in sorted(groups, key=lambda o: (o is not None, o or "")):
-        kinds: dict[tuple[str, str | None], list[Node]] = {}
+        # Per kind of node: its accelerator's vendor and model (vendor None: CPU).
+        kinds: dict[tuple[str | None, str | None], list[Node]] = {}
         for node in groups[org]:
-            kind = ("cpu", None) if node.gpu is None else (node.gpu.vendor, node.gpu.type)
-            kinds.setdefault(kind, []).append(node)
-        for (vendor, gpu_type), members in sorted(
-            kinds.items(), key=lambda item: (item[0][0] != "cpu", item[0][0], item[0][1] or "")
+            accelerator = accelerator_of(node)
+            kinds.setdefault((accelerator.vendor, accelerator.type), []).append(node)
+        for _, members in sorted(
+            kinds.items(),
+            key=lambda item: (item[0][0] is not None, item[0][0] or "", item[0][1] or ""),
         ):
-            profiles.append(_profile(org, vendor, gpu_type, members))
+            profiles.append(_profile(org, members))
     if profiles:
         profiles[0]["default"] = True
     return profiles
 
 
-def _profile(
-    org: str | None, vendor: str, gpu_type: str | None, members: Sequence[Node]
-) -> dict[str, object]:
-    selector = dict(accelerator_labels(members[0]))
+def _profile(org: str | None, members: Sequence[Node]) -> dict[str, object]:
+    """The profile of nodes of one kind (one accelerator vendor and model) in one group."""
+    accelerator = accelerator_of(members[0])
+    selector = dict(accelerator.labels)
     if org is not None:
         selector["org"] = org
     override: dict[str, object] = {"node_selector": selector}
-    if vendor == "cpu":
+    if accelerator.resource is None:
         title, what = "CPU", "CPU nodes"
     else:
-        resource = NVIDIA_RESOURCE if vendor == "nvidia" else ascend_resource(gpu_type)
-        kind = "GPU" if vendor == "nvidia" else "NPU"
+        kind, gpu_type = accelerator.kind, accelerator.type
         title = f"{kind} {gpu_type}" if gpu_type else kind
-        what = f"one {'NVIDIA' if vendor == 'nvidia' else 'Ascend'} {gpu_type or kind}"
-        override["extra_resource_limits"] = {resource: "1"}
-        override["extra_resource_guarantees"] = {resource: "1"}
+        what = f"one {accelerator.vendor_name} {gpu_type or kind}"
+        override["extra_resource_limits"] = {accelerator.resource: "1"}
+        override["extra_resource_guarantees"] = {accelerator.resource: "1"}
     taints = sorted({taint for node in members for taint in node.taints}, key=str)
     if taints:
         override["tolerations"] = [

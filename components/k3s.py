@@ -28,6 +28,7 @@ from pulumi_command import remote
 
 from components.node import BareMetalNode, no_proxy, url_secrets
 from components.remote_script import ScriptStep, script_command
+from model.accelerator import accelerator_of
 from model.airgap import REMOTE_DIR, AirgapBundle
 from model.secrecy import SecretSections, holds_secret
 from model.site import K3sSettings, Node, OsSettings, RegistrySettings
@@ -112,10 +113,11 @@ def k3s_config(
     if role.embedded_registry:
         # Airgapped: no pull falls through to a registry the site cannot reach.
         config["disable-default-registry-endpoint"] = True
-    if node.gpu is not None and node.gpu.vendor == "nvidia":
+    runtime = accelerator_of(node).default_runtime
+    if runtime is not None:
         # The GPU layer installed the NVIDIA container runtime before k3s starts: k3s finds it
         # and, with this, runs every pod on it (no RuntimeClass needed).
-        config["default-runtime"] = "nvidia"
+        config["default-runtime"] = runtime
     config.update(extra)
     return config
 
@@ -167,22 +169,12 @@ def proxy_env(settings: OsSettings, extra_no_proxy: Sequence[str] = ()) -> dict[
     return env
 
 
-def accelerator_labels(node: Node) -> dict[str, str]:
-    """The labels the hub selects nodes by (cube-studio's scheme): gpu=true (npu=true for an
-    Ascend NPU) and gpu-type=<model> on accelerator nodes, cpu=true on the others."""
-    if node.gpu is None:
-        return {"cpu": "true"}
-    labels = {"npu" if node.gpu.vendor == "ascend" else "gpu": "true"}
-    if node.gpu.type:
-        labels["gpu-type"] = node.gpu.type
-    return labels
-
-
 def node_labels(node: Node, binds_service_ports: bool = False) -> dict[str, str]:
-    """Every label the node gets: the accelerator labels, then its own (which win); on the
-    node that binds LoadBalancer ports (the first server: the hub's), ServiceLB's label."""
+    """Every label the node gets: its accelerator's (model/accelerator.py: the hub selects nodes
+    by them), then its own (which win); on the node that binds LoadBalancer ports (the first
+    server: the hub's), ServiceLB's label."""
     ports = {SERVICE_LB_LABEL: "true"} if binds_service_ports else {}
-    return {**ports, **accelerator_labels(node), **node.labels}
+    return {**ports, **accelerator_of(node).labels, **node.labels}
 
 
 def membership_env(

@@ -17,6 +17,7 @@ Vendor = Literal["nvidia", "ascend"]
 
 NVIDIA_RESOURCE = "nvidia.com/gpu"
 # The resources Huawei's device plugin offers, one per Ascend chip it serves (910 by default).
+# Sites taint their NPU nodes with these as keys, so the plugin tolerates them.
 ASCEND_910 = "huawei.com/Ascend910"
 ASCEND_310 = "huawei.com/Ascend310"
 ASCEND_310P = "huawei.com/Ascend310P"
@@ -29,6 +30,10 @@ TYPE_LABEL = "gpu-type"
 # What the NVIDIA and Ascend device plugins select their nodes by.
 NVIDIA_SELECTOR = {GPU_LABEL: "true"}
 ASCEND_SELECTOR = {NPU_LABEL: "true"}
+# The container runtime NVIDIA's container toolkit installs (the GPU layer), which k3s and Docker
+# make their default on an NVIDIA node.
+NVIDIA_RUNTIME = "nvidia"
+VENDOR_NAMES = {"nvidia": "NVIDIA", "ascend": "Ascend"}
 
 
 def ascend_resource(chip: str | None) -> str:
@@ -65,6 +70,16 @@ class Accelerator:
     def kind(self) -> str:
         """GPU, NPU or CPU, as people say it."""
         return {"nvidia": "GPU", "ascend": "NPU"}.get(self.vendor or "", "CPU")
+
+    @property
+    def vendor_name(self) -> str | None:
+        """NVIDIA or Ascend, as the vendors spell themselves (None on a CPU node)."""
+        return VENDOR_NAMES.get(self.vendor or "")
+
+    @property
+    def default_runtime(self) -> str | None:
+        """The container runtime k3s and Docker run every container on here (None: their own)."""
+        return NVIDIA_RUNTIME if self.is_nvidia else None
 
     @property
     def resource(self) -> str | None:

@@ -35,6 +35,7 @@ from components.k3s import (
     node_labels,
 )
 from components.node import BareMetalNode, BareMetalNodeArgs
+from model.accelerator import Vendor, accelerator_of
 from model.secrecy import SecretSections
 from model.site import Node, Site
 
@@ -83,12 +84,13 @@ class Cluster:
 
     def _node_versions(self, node: Node) -> pulumi.Output[dict]:
         site = self.site
+        accelerator = accelerator_of(node)
 
         def of(facts: dict) -> dict:
             versions = {"k3s": {"runs": facts.get("k3sVersion"), "target": site.k3s.version}}
-            if node.gpu is not None and node.gpu.vendor == "nvidia":
+            if accelerator.is_nvidia:
                 driver = {"runs": facts.get("nvidiaDriver")}
-                if node.gpu.install_driver:  # else the node's own driver stays
+                if accelerator.install_driver:  # else the node's own driver stays
                     driver["target"] = site.gpu.driver_version
                 versions["nvidiaDriver"] = driver
             return versions
@@ -156,7 +158,7 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
             pulumi.ResourceOptions(parent=nodes[node.name]),
         )
         for node in site.nodes
-        if node.gpu is not None
+        if not accelerator_of(node).is_cpu
     }
     docker = {
         node.name: DockerEngine(
@@ -242,12 +244,10 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
     )
     members = {**servers, **agents}
 
-    def labelled(vendor: str) -> list[pulumi.Resource]:
+    def labelled(vendor: Vendor) -> list[pulumi.Resource]:
         """The membership steps that label the nodes of this accelerator vendor."""
         return [
-            members[n.name].membership
-            for n in site.nodes
-            if n.gpu is not None and n.gpu.vendor == vendor
+            members[n.name].membership for n in site.nodes if accelerator_of(n).vendor == vendor
         ]
 
     device_plugin = None
