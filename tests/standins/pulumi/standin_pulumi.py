@@ -7,7 +7,10 @@ keeps each stack's state in the file backend named by PULUMI_BACKEND_URL, as
 
 The "engine" is the project's offline render: the program is evaluated under mocks for the
 stack file in the working directory, and each resource's inputs, compared with the state, decide
-its operation (create, update, same; what the state has and the program not: delete). Events go
+its operation (create, update, same; what the state has and the program not: delete). A resource
+is matched to the state as the engine matches it, by its URN first, then by its aliases
+(stacks/engine_urns.py): one found under an alias is compared with that old entry, which it
+replaces in the state under its new URN (nothing is deleted for it). Events go
 to the caller the way the CLI sends them: over gRPC to `--event-log tcp://...` (CLI versions
 after 3.205), or as JSON lines into the `--event-log` file (earlier ones).
 
@@ -203,6 +206,7 @@ class Engine:
         self.events = EventSink(options.get("--event-log"))
         self.clock = int(time.time())
         self.started = datetime.now(UTC)
+        self.aliased: dict[str, str] = {}  # new URN -> the old URN it took over under an alias
 
     def run(self) -> int:
         self.events.send(self.clock, preludeEvent={"config": {}})
@@ -245,20 +249,26 @@ class Engine:
         from stacks.render import evaluate
         from stacks.stackfile import read_stack_file
 
-        rendering = evaluate(read_stack_file(Path(f"Pulumi.{self.stack}.yaml")))
+        # As the engine: a registration is matched to the state by its URN, then by its aliases.
+        rendering = evaluate(read_stack_file(Path(f"Pulumi.{self.stack}.yaml")), old_urns=known)
         steps = []
         for registered in rendering.resources:
             # A component keeps the outputs it registered, as in Pulumi's state.
             outputs = rendering.outputs.get(registered["urn"])
             resource = registered if outputs is None else {**registered, "outputs": outputs}
-            before = known.get(resource["urn"])
+            old_urn = rendering.taken_over.get(resource["urn"], resource["urn"])
+            if old_urn != resource["urn"]:
+                self.aliased[resource["urn"]] = old_urn
+            before = known.get(old_urn)
             if before is None:
                 steps.append(("create", resource))
             elif before["inputs"] == resource["inputs"]:
                 steps.append(("same", resource))
             else:
                 steps.append(("update", resource))
+        # What was taken over under an alias is the new resource now: it is not deleted.
         planned = {resource["urn"] for resource in rendering.resources}
+        planned |= set(self.aliased.values())
         for resource in reversed(self.state["resources"]):
             if resource["urn"] not in planned:
                 steps.append(("delete", resource))
@@ -274,7 +284,7 @@ class Engine:
         fail = os.environ.get("STANDIN_PULUMI_FAIL")
         done = {resource["urn"]: resource for resource in self.state["resources"]}
         for index, (op, resource) in enumerate(steps):
-            metadata = _metadata(op, resource)
+            metadata = _metadata(op, resource, self.aliased.get(resource["urn"]))
             self.events.send(
                 self.clock, resourcePreEvent={"metadata": metadata, "planning": planning}
             )
@@ -304,6 +314,9 @@ class Engine:
                 print(f"    {op} {resource['type']} {resource['name']}")
             if op == "delete":
                 done.pop(resource["urn"], None)
+            elif resource["urn"] in self.aliased:
+                # The state keeps the new URN, where the old one was.
+                done = _renamed(done, self.aliased[resource["urn"]], resource)
             else:
                 done[resource["urn"]] = resource
         if not planning:
@@ -329,7 +342,20 @@ class Engine:
         )
 
 
-def _metadata(op: str, resource: dict) -> dict:
+def _renamed(done: dict[str, dict], old_urn: str, resource: dict) -> dict[str, dict]:
+    """`done` with the entry of `old_urn` replaced, in its place, by `resource`."""
+    if old_urn not in done:
+        return {**done, resource["urn"]: resource}
+    renamed = {}
+    for urn, entry in done.items():
+        if urn == old_urn:
+            renamed[resource["urn"]] = resource
+        else:
+            renamed[urn] = entry
+    return renamed
+
+
+def _metadata(op: str, resource: dict, old_urn: str | None = None) -> dict:
     state = {
         "type": resource["type"],
         "urn": resource["urn"],
@@ -339,12 +365,14 @@ def _metadata(op: str, resource: dict) -> dict:
         "custom": not resource["type"].startswith(COMPONENT_TYPES),
         "inputs": resource["inputs"],
     }
+    # A resource found under an alias: its old state is the one under the old URN.
+    old = {**state, "urn": old_urn} if old_urn else state
     return {
         "op": op,
         "urn": resource["urn"],
         "type": resource["type"],
         "provider": state["provider"],
-        "old": state if op in ("update", "delete", "same", "refresh") else None,
+        "old": old if op in ("update", "delete", "same", "refresh") else None,
         "new": state if op != "delete" else None,
     }
 
