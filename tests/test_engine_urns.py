@@ -1,5 +1,5 @@
-"""The engine's URN and alias rules, as the stand-ins apply them (stacks/engine_urns.py,
-components/steps.py `new_urn`), each expectation worked out by hand from the engine's rules:
+"""The engine's URN and alias rules, as the stand-ins apply them (the recording monitor's alias
+resolver, components/steps.py `new_urn`), each expectation worked out by hand from the rules:
 
 - a URN is `urn:pulumi:<stack>::<project>::<types>::<name>`, where <types> is the parent's whole
   type chain, `$`, the resource's own type; the root stack is no parent (pulumi sdk/v3
@@ -23,11 +23,9 @@ from collections.abc import Callable
 
 import pulumi
 import pytest
-from pulumi.runtime.proto import alias_pb2
 
 from components.steps import new_urn
 from stacks import program
-from stacks.engine_urns import AliasResolver
 from stacks.render import RecordingMonitor, run_program
 from stacks.stackfile import StackFile
 
@@ -296,22 +294,6 @@ def test_an_alias_given_as_a_urn_is_taken_as_it_is(register) -> None:
     assert monitor.taken_over == {urn(THING, "a"): somewhere}
 
 
-# The resolver on its own, with alias specs as the SDK sends them.
-
-
-def test_the_resolver_on_hand_made_specs() -> None:
-    resolver = AliasResolver(STACK, PROJECT, [urn(COMP, "app"), urn(f"{COMP}${THING}", "app-x")])
-    parent = urn(COMP, "newapp")
-    specs = [alias_pb2.Alias(spec=alias_pb2.Alias.Spec(name="app"))]
-    aliases = resolver.aliases(parent, COMP, "newapp", ROOT, specs)
-    assert aliases == [urn(COMP, "app")]  # its parent is the root stack: no parent
-    assert resolver.take_over(parent, aliases) == urn(COMP, "app")
-    child = urn(f"{COMP}${THING}", "newapp-x")
-    aliases = resolver.aliases(child, THING, "newapp-x", parent, [])
-    assert aliases == [urn(f"{COMP}${THING}", "app-x")]
-    assert resolver.take_over(child, aliases) == urn(f"{COMP}${THING}", "app-x")
-    # Another stack or project named in a spec is kept.
-    elsewhere = alias_pb2.Alias(spec=alias_pb2.Alias.Spec(stack="prod", project="other"))
-    assert resolver.aliases(urn(THING, "t"), THING, "t", "", [elsewhere]) == [
-        f"urn:pulumi:prod::other::{THING}::t"
-    ]
+def test_an_alias_in_another_stack_or_project_keeps_them(register) -> None:
+    body = lambda: thing("a", aliases=[pulumi.Alias(stack="prod", project="other")])  # noqa: E731
+    assert register(body).aliases == {urn(THING, "a"): [f"urn:pulumi:prod::other::{THING}::a"]}
