@@ -35,6 +35,7 @@ from pulumi.automation import (
 )
 
 from model.defaults import is_k3s_release, upgrade_refusal
+from model.secrecy import SECRET_MASK
 from stacks.backend import Backend, BackendError, backend_for
 from stacks.config import NAMESPACE, ConfigError
 from stacks.progress import RunProgress, expected_steps
@@ -48,7 +49,6 @@ from stacks.stackfile import (
 
 COMMANDS = ("preview", "up", "destroy", "refresh", "outputs")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-SECRET_MASK = "[secret]"
 # An output longer than this (the per-node facts of a fleet) is named, not printed, after a run.
 LONG_OUTPUT = 160
 MISSING_CLI = (

@@ -33,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from components.connection import login_user
+from model.secrecy import SECRET_MASK
 from model.site import Site
 from model.ssh_keys import SHORT_TYPES, HostKey, HostKeyError, parse_host_key
 from stacks.config import NAMESPACE, ConfigError, decode_config, load_site
@@ -141,7 +142,7 @@ def _identity(target: Target, directory: Path) -> list[str]:
         )
     if bastion.private_key is not None:
         key = bastion.private_key.get_secret_value()
-        if key == "[secret]":
+        if key == SECRET_MASK:  # the stack file holds it encrypted
             raise ScanError(
                 "its privateKey is a secret the stack file holds encrypted: give the bastion "
                 "a privateKeyFile, or load its key into the SSH agent, for known-hosts"
