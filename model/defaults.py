@@ -4,8 +4,9 @@ Every default version lives here and nowhere else (tests/test_defaults.py checks
 module or node script spells one). Each row says where its value comes from and until when
 that release is supported, and the README shows the table (`markdown_table`). A site that
 leaves `k3s.version` or `gpu.driverVersion` to its default is told so on every preview and up
-(stacks/config.py), since a newer program moves the default; k3s-install.sh refuses to move a
-node more than one Kubernetes minor at once (`upgrade_refusal` says the same in Python).
+(stacks/config/warnings.py), since a newer program moves the default; k3s-install.sh refuses
+to move a node more than one Kubernetes minor at once (`upgrade_refusal` says the same in
+Python).
 
 How the values were chosen (checked 2026-12-01):
   k3s            the newest k3s patch release of the newest Kubernetes minor that upstream

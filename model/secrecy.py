@@ -16,8 +16,8 @@ Two kinds:
   `hub.values` and the hub's values file) a value under a key named like a secret
   (`is_secret_name`), the value of a `{name: <secret name>, value: ...}` entry (an env list),
   and a `NAME=value` string with a secret name (an extra argument); and any URL that carries
-  credentials (`has_credentials_in_url`). stacks/config.py warns about those the stack file
-  holds in plain text.
+  credentials (`has_credentials_in_url`). stacks/config/warnings.py warns about those the
+  stack file holds in plain text.
 """
 
 from __future__ import annotations
