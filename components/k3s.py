@@ -316,7 +316,7 @@ class _K3sNode(pulumi.ComponentResource):
             connection=host.connection,
             source=pulumi.FileArchive(str(bundle.binaries(args.node.arch))),
             remote_path=bundle_root,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[host.facts_command]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[host.node_facts.command]),
         )
         copies: list[pulumi.Resource] = [binaries]
         if args.holds_images:

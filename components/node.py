@@ -1,62 +1,39 @@
-"""BareMetalNode: one machine of the fleet, reached over SSH, with its facts and its OS prep.
+"""BareMetalNode: one machine of the fleet, reached over SSH, its OS prepared, once its facts
+are in (components/node_facts.py: NodeFacts, the preflight that comes first).
 
 Its steps, each a `remote.Command` running a script of `components/scripts/`:
-  facts    node-facts.sh: preflight that prints the machine's facts as JSON, or refuses it.
   os-prep  os-prep.sh apply; `delete` runs os-prep.sh remove.
   storage  with convecthub:storage.nfs, storage-mount.sh apply (remove on delete): the
            site's NFS export at /data/k8s.
 OS prep writes a hosts block naming every node of the fleet, so it needs every node's address,
-which may come from that node's facts: the cluster creates all nodes (and so all facts steps)
-first, then calls `prepare_os` on each with the fleet's hosts list.
+which may come from that node's facts: the cluster makes every node's NodeFacts first, then each
+BareMetalNode with the fleet's hosts list (components/fleet_hosts.py).
+
+A BareMetalNode is the node's one handle for the layers above it (GPU, Docker, k3s, the hub's
+certificate): its model node, SSH settings and connection, login user, facts and address, what
+its next steps wait for (`ready`), and `run_prepared` to run a step once its OS is prepared.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import ipaddress
-import json
-import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
 from pulumi_command import remote
 
-from components.connection import connection_args, login_user
+# The facts' names (FACT_FIELDS ... reviewing_placeholder_facts) are node_facts.py's, importable
+# from here too, where they were.
+from components.node_facts import FACT_FIELDS as FACT_FIELDS
+from components.node_facts import FACTS_SCRIPT as FACTS_SCRIPT
+from components.node_facts import NodeFacts
+from components.node_facts import parse_facts as parse_facts
+from components.node_facts import reviewing_placeholder_facts as reviewing_placeholder_facts
 from components.remote_script import ScriptStep, script_command
+from components.steps import Component, StepId, StepKind
 from model.secrecy import SecretSections, has_credentials_in_url
-from model.site import (
-    Node,
-    OsSettings,
-    SshSettings,
-    StorageSettings,
-    ip_text,
-    is_plain_absolute_path,
-    parse_ip,
-)
+from model.site import Node, OsSettings, SshSettings, StorageSettings
 
-FACTS_SCRIPT = "node-facts.sh"
-# The keys of the JSON object node-facts.sh prints.
-FACT_FIELDS = (
-    "hostname",
-    "os",
-    "kernel",
-    "arch",
-    "cpus",
-    "memoryMb",
-    "diskFreeGb",
-    "iface",
-    "address",
-    "user",
-    "home",
-    "passwordlessSudo",
-    "gpus",
-    "k3sVersion",  # the k3s release on the machine, null without one
-    "nvidiaDriver",  # the NVIDIA driver version nvidia-smi reports, null without one
-)
-# What a node says it runs, as far as it is shown (a k3s release, a driver version).
-_REPORTED_VERSION = re.compile(r"v?[0-9][0-9A-Za-z.+-]{0,63}")
 OS_PREP_SCRIPT = "os-prep.sh"
 STORAGE_SCRIPT = "storage-mount.sh"
 # Addresses that must never go through a proxy: loopback, k3s's default pod and service
@@ -73,10 +50,9 @@ CLUSTER_NO_PROXY = (
 
 
 # The sections each script variable comes from (model/secrecy.py): a variable of a secret
-# section is secret. The node's name stays plain: it names the node's resources.
-FACTS_SOURCES: dict[str, tuple[str, ...]] = {"CONVECTHUB_NODE_NAME": ()}
-# The fleet's hosts list is an Output: secret when an address in it is (a configured address
-# of a secret nodes section), plain for the names and the addresses the nodes report.
+# section is secret. The node's name stays plain: it names the node's resources. The fleet's
+# hosts list is an Output: secret when an address in it is (a configured address of a secret
+# nodes section), plain for the names and the addresses the nodes report.
 OS_PREP_SOURCES: dict[str, tuple[str, ...]] = {"CONVECTHUB_NODE_NAME": (), "CONVECTHUB_HOSTS": ()}
 STORAGE_SOURCES: dict[str, tuple[str, ...]] = {"CONVECTHUB_NODE_NAME": ()}
 # os-prep.sh's variables that are URLs: secret when they carry credentials.
@@ -95,13 +71,6 @@ def url_secrets(env: Mapping[str, pulumi.Input[str]], names: Sequence[str]) -> l
         for name in names
         if isinstance(env.get(name), str) and has_credentials_in_url(str(env[name]))
     ]
-
-
-def facts_env(node: Node) -> dict[str, str]:
-    env = {"CONVECTHUB_NODE_NAME": node.name, "CONVECTHUB_EXPECT_ARCH": node.arch}
-    if node.iface:
-        env["CONVECTHUB_IFACE"] = node.iface
-    return env
 
 
 def no_proxy(settings: OsSettings) -> str:
@@ -143,116 +112,93 @@ def storage_env(node: Node, storage: StorageSettings) -> dict[str, str]:
     }
 
 
-# The offline render answers every facts step with placeholders (`<master.address>`): within
-# `reviewing_placeholder_facts()` those pass unchecked, as nothing ran.
-_PLACEHOLDER_FACTS = contextvars.ContextVar("convecthub_placeholder_facts", default=False)
-
-
-@contextlib.contextmanager
-def reviewing_placeholder_facts() -> Iterator[None]:
-    token = _PLACEHOLDER_FACTS.set(True)
-    try:
-        yield
-    finally:
-        _PLACEHOLDER_FACTS.reset(token)
-
-
-def _reported_ip(value: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return parse_ip(value) if isinstance(value, str) else None
-    except ValueError:  # a scope id (pydantic's error is a ValueError)
-        return None
-
-
-def parse_facts(node_name: str, stdout: str) -> dict:
-    """The facts a node printed. What the rest of the site takes from them (its address goes to
-    every node's hosts file and join URL, its home into paths) is held to the model's grammar:
-    a node is not trusted to print only what node-facts.sh would."""
-    try:
-        facts = json.loads(stdout)
-    except ValueError:
-        facts = None
-    if not isinstance(facts, dict):
-        raise pulumi.RunError(
-            f"node {node_name}: the preflight printed no facts (got {stdout[:80]!r}): "
-            "run components/scripts/node-facts.sh on it by hand to see why"
-        )
-    if _PLACEHOLDER_FACTS.get():
-        return facts
-    address = _reported_ip(facts.get("address"))
-    if address is None:
-        raise pulumi.RunError(
-            f"node {node_name}: the preflight reported {str(facts.get('address'))[:80]!r} as its "
-            "address, which is no IP address: set address (or iface) for it in convecthub:nodes"
-        )
-    facts["address"] = ip_text(address)
-    home = facts.get("home")
-    if not (isinstance(home, str) and is_plain_absolute_path(home)):
-        raise pulumi.RunError(
-            f"node {node_name}: the preflight reported {str(home)[:80]!r} as the login's home, "
-            "which is no plain absolute path: give the SSH user a home such as /home/ubuntu"
-        )
-    # What the node runs already is only shown (the versions output): anything but a version
-    # there shows as none.
-    for name in ("k3sVersion", "nvidiaDriver"):
-        value = facts.get(name)
-        if not (isinstance(value, str) and _REPORTED_VERSION.fullmatch(value)):
-            facts[name] = None
-    return facts
-
-
 @dataclass(frozen=True)
 class BareMetalNodeArgs:
-    node: Node
-    ssh: SshSettings  # effective: the node's overrides over the site's defaults
+    facts: NodeFacts  # the node's preflight: its model node, SSH settings, connection, address
+    fleet_hosts: pulumi.Input[str]  # "name=address,..." for every node (components/fleet_hosts.py)
     os: OsSettings
     storage: StorageSettings = field(default_factory=StorageSettings)
     secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 
 class BareMetalNode(pulumi.ComponentResource):
-    """A fleet machine: SSH connection, facts (outputs) and OS preparation."""
+    """A fleet machine with its OS prepared (and the site's shared storage mounted), once its
+    facts are in."""
 
-    connection: remote.ConnectionArgs
-    facts: pulumi.Output[dict]
-    address: pulumi.Output[str]
+    node_facts: NodeFacts
+    os_prep_command: remote.Command
+    storage_command: remote.Command | None
+    ready: pulumi.Resource  # the last of its steps: what the node's k3s waits for
 
     def __init__(
         self, name: str, args: BareMetalNodeArgs, opts: pulumi.ResourceOptions | None = None
     ):
-        super().__init__("convecthub:infra:BareMetalNode", name, None, opts)
+        super().__init__(Component.NODE.type_token, name, None, opts)
         self._name = name
-        self._args = args
-        self._user = login_user(args.ssh)
-        self.connection = connection_args(args.node.host, args.ssh)
-        env, secret_env = args.secrets.split_env(
-            facts_env(args.node), FACTS_SOURCES, default=("nodes",)
+        self.node_facts = args.facts
+        node, secrets = self.model, args.secrets
+        env = os_prep_env(node, args.os, args.fleet_hosts)
+        plain, secret = secrets.split_env(
+            env, OS_PREP_SOURCES, default=("os",), secret=url_secrets(env, OS_PREP_URLS)
         )
-        self._facts_step = ScriptStep(FACTS_SCRIPT, env=env, secret_env=secret_env)
-        self.facts_command = script_command(
-            f"{name}-facts",
-            self._facts_step,
+        step = ScriptStep(OS_PREP_SCRIPT, env=plain, secret_env=secret)
+        self.os_prep_command = script_command(
+            StepId(StepKind.OS_PREP, name).resource_name,
+            step,
             connection=self.connection,
-            login_user=self._user,
-            opts=pulumi.ResourceOptions(parent=self),
-            reversible=False,
-            as_root=False,
+            login_user=self.user,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.facts.command]),
         )
-        self.facts = self.facts_command.stdout.apply(lambda out: parse_facts(name, out))
-        self.address = (
-            pulumi.Output.from_input(args.secrets.wrap(args.node.address, "nodes"))
-            if args.node.address
-            else self.facts.apply(lambda facts: facts["address"])
-        )
-
-    @property
-    def user(self) -> str:
-        """The login user on the node."""
-        return self._user
+        described = [step.describe().apply(lambda d: {"step": "os-prep", "action": "apply", **d})]
+        self.ready = self.os_prep_command
+        self.storage_command = None
+        storage = args.storage
+        if storage.nfs is not None:
+            plain, secret = secrets.split_env(
+                storage_env(node, storage), STORAGE_SOURCES, default=("storage",)
+            )
+            mount = ScriptStep(STORAGE_SCRIPT, env=plain, secret_env=secret)
+            self.storage_command = self.run_prepared(
+                StepId(StepKind.STORAGE, name).resource_name, mount, parent=self
+            )
+            self.ready = self.storage_command
+            described.append(
+                mount.describe().apply(lambda d: {"step": "storage", "action": "apply", **d})
+            )
+        # The facts step's description is its NodeFacts's output.
+        self.register_outputs({"facts": self.facts, "address": self.address, "steps": described})
 
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def model(self) -> Node:
+        """The node as the site model has it."""
+        return self.node_facts.model
+
+    @property
+    def ssh(self) -> SshSettings:
+        """The node's effective SSH settings."""
+        return self.node_facts.ssh
+
+    @property
+    def connection(self) -> remote.ConnectionArgs:
+        return self.node_facts.connection
+
+    @property
+    def user(self) -> str:
+        """The login user on the node."""
+        return self.node_facts.user
+
+    @property
+    def facts(self) -> pulumi.Output[dict]:
+        return self.node_facts.facts
+
+    @property
+    def address(self) -> pulumi.Output[str]:
+        """The node's address: the configured one, else the one it reports."""
+        return self.node_facts.address
 
     def run_prepared(
         self,
@@ -270,39 +216,7 @@ class BareMetalNode(pulumi.ComponentResource):
             resource_name,
             step,
             connection=connection or self.connection,
-            login_user=self._user,
+            login_user=self.user,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[self.os_prep_command, *after]),
             **options,
         )
-
-    def prepare_os(self, fleet_hosts: pulumi.Input[str]) -> None:
-        """Register the OS prep step; `fleet_hosts` is "name=address,..." for every node."""
-        env = os_prep_env(self._args.node, self._args.os, fleet_hosts)
-        plain, secret = self._args.secrets.split_env(
-            env, OS_PREP_SOURCES, default=("os",), secret=url_secrets(env, OS_PREP_URLS)
-        )
-        step = ScriptStep(OS_PREP_SCRIPT, env=plain, secret_env=secret)
-        self.os_prep_command = script_command(
-            f"{self._name}-os-prep",
-            step,
-            connection=self.connection,
-            login_user=self._user,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.facts_command]),
-        )
-        described = [
-            self._facts_step.describe().apply(lambda d: {"step": "facts", **d}),
-            step.describe().apply(lambda d: {"step": "os-prep", "action": "apply", **d}),
-        ]
-        self.ready: pulumi.Resource = self.os_prep_command  # what the node's k3s waits for
-        storage = self._args.storage
-        if storage.nfs is not None:
-            plain, secret = self._args.secrets.split_env(
-                storage_env(self._args.node, storage), STORAGE_SOURCES, default=("storage",)
-            )
-            mount = ScriptStep(STORAGE_SCRIPT, env=plain, secret_env=secret)
-            self.storage_command = self.run_prepared(f"{self._name}-storage", mount, parent=self)
-            self.ready = self.storage_command
-            described.append(
-                mount.describe().apply(lambda d: {"step": "storage", "action": "apply", **d})
-            )
-        self.register_outputs({"facts": self.facts, "address": self.address, "steps": described})

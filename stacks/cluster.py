@@ -1,7 +1,8 @@
 """Wires the components from the site model.
 
-BareMetalNode per node (facts, then OS prep with the fleet's hosts list, then the shared
-              storage mount when the site has NFS)
+NodeFacts     per node: its preflight, every node's before any OS prep
+BareMetalNode per node: OS prep with the fleet's hosts list, then the shared storage mount
+              when the site has NFS
 GpuNode       per GPU/NPU node, after its OS prep
 docker        per node that wants Docker, after its OS prep and GPU layer (k3s never waits)
 K3sServer     per server, one after another: server n joins once server n-1 is Ready
@@ -35,6 +36,7 @@ from components.k3s import (
     node_labels,
 )
 from components.node import BareMetalNode, BareMetalNodeArgs
+from components.node_facts import NodeFacts, NodeFactsArgs
 from model.accelerator import Vendor, accelerator_of
 from model.secrecy import SecretSections
 from model.site import Node, Site
@@ -129,22 +131,26 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
     """The cluster's components; `secrets`, the sections Pulumi holds as secret, are passed
     down so that what comes from them stays secret."""
     secrets = secrets or SecretSections()
+    facts = {
+        node.name: NodeFacts(
+            node.name, NodeFactsArgs(node=node, ssh=site.ssh_for(node), secrets=secrets)
+        )
+        for node in site.nodes
+    }
+    hosts = fleet_hosts({name: preflight.address for name, preflight in facts.items()})
     nodes = {
-        node.name: BareMetalNode(
-            node.name,
+        name: BareMetalNode(
+            name,
             BareMetalNodeArgs(
-                node=node,
-                ssh=site.ssh_for(node),
+                facts=preflight,
+                fleet_hosts=hosts,
                 os=site.os,
                 storage=site.storage,
                 secrets=secrets,
             ),
         )
-        for node in site.nodes
+        for name, preflight in facts.items()
     }
-    hosts = fleet_hosts({name: node.address for name, node in nodes.items()})
-    for node in nodes.values():
-        node.prepare_os(hosts)
     gpus = {
         node.name: GpuNode(
             f"{node.name}-gpu",

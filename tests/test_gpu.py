@@ -58,7 +58,8 @@ def depends(resource: dict) -> set[str]:
 
 
 def test_the_gpu_layer_is_exactly_on_accelerator_nodes(render) -> None:
-    resources = resources_by_name(render(mixed_site()))
+    rendering = render(mixed_site())
+    resources = resources_by_name(rendering)
     components = {r["name"] for r in resources.values() if r["type"] == "convecthub:infra:GpuNode"}
     assert components == {"npu-server-gpu", "gpu1-gpu", "gpu2-gpu"}
     gpu_steps = {name for name in resources if "-gpu-" in name}
@@ -69,7 +70,7 @@ def test_the_gpu_layer_is_exactly_on_accelerator_nodes(render) -> None:
         "gpu2-gpu-driver",
         "gpu2-gpu-runtime",
     }
-    assert resources["gpu1-gpu"]["parent"] == resources["gpu1"]["urn"]
+    assert resources["gpu1-gpu"]["parent"] == rendering.components("BareMetalNode")["gpu1"]["urn"]
 
 
 def test_gpu_steps_run_after_os_prep_and_before_k3s(render) -> None:

@@ -32,10 +32,12 @@ def test_each_node_gets_facts_then_os_prep(render, site) -> None:
     rendering = render(site)
     resources = resources_by_name(rendering)
     for name in ("master", "worker1", "worker2"):
-        component = resources[name]
+        # The node's NodeFacts holds its facts step, its BareMetalNode (of the same name) the rest.
+        component = rendering.components("BareMetalNode")[name]
         assert component["type"] == "convecthub:infra:BareMetalNode"
         facts, prep = resources[f"{name}-facts"], resources[f"{name}-os-prep"]
-        assert facts["parent"] == component["urn"] == prep["parent"]
+        assert facts["parent"] == rendering.components("NodeFacts")[name]["urn"]
+        assert component["urn"] == prep["parent"]
         assert facts["inputs"]["create"] == "/bin/bash -s  # node-facts.sh"
         assert "delete" not in facts["inputs"]
         assert prep["inputs"]["create"] == "/bin/bash -s apply  # os-prep.sh"
