@@ -38,6 +38,18 @@ def urn_name(urn: str) -> str:
     return urn.split("::", 3)[3]
 
 
+def type_chain(urn: str) -> list[str]:
+    """The types of a URN's chain, the parents' first and the resource's own last, the root
+    stack's left out (the SDK's mock monitor puts it first); the stack's own URN is [STACK_TYPE]."""
+    chain = qualified_type(urn).split("$")
+    return chain[1:] if len(chain) > 1 and chain[0] == STACK_TYPE else chain
+
+
+def urn_type(urn: str) -> str:
+    """The type of a URN's resource (the last of its chain)."""
+    return qualified_type(urn).rsplit("$", 1)[-1]
+
+
 def new_urn(stack: str, project: str, parent: str, type_: str, name: str) -> str:
     """The URN of a resource of `type_` and `name` under the resource `parent` ("" for none)."""
     if parent and qualified_type(parent) != STACK_TYPE:
@@ -105,6 +117,8 @@ class StepKind(enum.Enum):
         return self.site_component is not None
 
 
+# The components named after the node itself: either one's name is the node's.
+NODE_COMPONENTS = (Component.NODE_FACTS, Component.NODE)
 # The site-wide components' names (a site has one of each).
 SITE_COMPONENT_NAMES = {
     Component.HUB: "hub",
