@@ -9,15 +9,21 @@ Pulumi; each `command:remote:CopyToRemote` copies its directory there as the
 plugin's SFTP copy does (to `<remotePath>/<the directory's name>/`). A connection's `hostKey`
 is checked as the plugin checks it (OpenSSH with that key alone in its known_hosts: another
 key fails the dial); without one, any key is accepted, as by the plugin. `Deployment` stands in
-for the engine's state: a second `up` runs only resources whose inputs changed, resources gone
-from the program are deleted, and `destroy` runs every `delete` in reverse dependency order.
-Like `pulumi up --target`, a deployment may be limited to some resources (`targets`): the
-others are registered by the program but neither run nor kept in the state. A generated
+for the engine and its state: a second `up` runs only resources whose inputs changed, resources
+gone from the program are deleted, and `destroy` runs every `delete` in reverse dependency
+order. Like `pulumi up --target`, a deployment may be limited to some resources (`targets`):
+the others are registered by the program but neither run nor kept in the state. A generated
 password or id (pulumi-random) is made here, once, and kept.
 
-The state can be kept in a file between processes (`save`, `load`), each resource under its
-URN as the engine keeps it, so that one version of the program can bring a site up and
-another take it over:
+The state is kept by URN, the engine's URN (components/steps.py `new_urn`), and a registration
+is matched to it as the engine matches it: by its URN first, then by its aliases, resolved with
+the engine's rules by the recording monitor against the state's URNs. A resource found under an
+alias is compared with that old entry (same when its inputs are equal), and the entry moves to
+its new URN; nothing is deleted for it. `preview` says what an `up` would do, per URN, and
+runs nothing.
+
+The state can be kept in a file between processes (`save`, `load`), so that one version of the
+program can bring a site up and another take it over:
 
     python -m tests.sandbox.deployment up STACK_FILE STATE_FILE
 """
@@ -35,7 +41,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,6 +55,7 @@ COMMAND_TYPE = "command:remote:Command"
 COPY_TYPE = "command:remote:CopyToRemote"
 RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
 RANDOM_ID_TYPE = "random:index/randomId:RandomId"
+STACK_TYPE = "pulumi:pulumi:Stack"
 # pulumi-command's defaults for dialling a node.
 DIAL_ERROR_LIMIT = 10
 PER_DIAL_TIMEOUT = 15
@@ -73,12 +80,6 @@ class CommandError(Exception):
 def plain(value: object) -> object:
     """A deserialized property value with every secret unwrapped."""
     return map_secrets(value, plain)
-
-
-def resource_key(urn: str) -> str:
-    """`type::name` of a URN: the type is the last of the parent chain."""
-    type_chain, name = urn.split("::")[2:4]
-    return f"{type_chain.rsplit('$', 1)[-1]}::{name}"
 
 
 @dataclass
@@ -210,59 +211,103 @@ def ssh_copy(connection: dict, source: str, remote_path: str, label: str) -> Non
 
 
 class SshCommandProvider(pulumi.runtime.Mocks):
-    """STAND-IN for the pulumi-command provider plugin (see the module docstring)."""
+    """STAND-IN for the pulumi-command provider plugin (see the module docstring). In a
+    preview it runs nothing and changes nothing: it notes each resource's operation."""
 
-    def __init__(self, deployment: Deployment):
+    def __init__(self, deployment: Deployment, *, preview: bool = False):
         self.deployment = deployment
+        self.preview = preview
+        self.monitor: DependencyRecorder | None = None  # set by the monitor it answers
+        self.operations: dict[str, str] = {}  # per URN: create, update or same
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        assert self.monitor is not None
+        # The engine's view of this registration: its URN, and the old entry it is matched to
+        # (under its URN, or an alias's).
+        urn = self.monitor.registering()
+        old_urn = self.monitor.old_urn_of(urn)
         key = f"{args.typ}::{args.name}"
         inputs = plain(args.inputs)
         assert isinstance(inputs, dict)
-        previous = self.deployment.state.get(key)
+        if args.typ == COPY_TYPE:
+            # The engine diffs an archive by its content, not its path.
+            inputs["source"]["hash"] = directory_hash(inputs["source"]["archive"])
+        previous = self.deployment.resources.get(old_urn) if old_urn is not None else None
         if previous is not None and previous.inputs == inputs:
+            self._note(urn, "same")
+            if not self.preview:
+                self.deployment.keep(old_urn, urn)
             return f"{args.name}-id", previous.outputs
+        action = "update" if previous is not None else "create"
+        self._note(urn, action)
+        # A preview, or a step left alone: its outputs are its inputs (in a preview, what it
+        # would print is not known yet).
         outputs = dict(inputs)
+        if self.preview:
+            return f"{args.name}-id", outputs
         if not self.deployment.targets(key):
+            if previous is not None:
+                self.deployment.keep(old_urn, urn)
             return f"{args.name}-id", outputs
         if args.typ == RANDOM_PASSWORD_TYPE:
             outputs["result"] = secrets.token_hex(int(inputs.get("length", 32)) // 2)
         if args.typ == RANDOM_ID_TYPE:
             outputs["hex"] = secrets.token_hex(int(inputs.get("byteLength", 8)))
         if args.typ == COPY_TYPE:
-            # The engine diffs an archive by its content, not its path.
-            inputs["source"]["hash"] = directory_hash(inputs["source"]["archive"])
-            if previous is not None and previous.inputs == inputs:
-                return f"{args.name}-id", previous.outputs
-            outputs = dict(inputs)
-            self.deployment.copy(key, "update" if previous is not None else "create", inputs)
+            self.deployment.copy(key, action, inputs)
         if args.typ == COMMAND_TYPE:
-            action = "update" if previous is not None else "create"
             command = inputs.get("update") if previous is not None else None
             command = command or inputs.get("create")
             if command:
                 stdout, stderr = self.deployment.execute(key, action, inputs, command)
                 outputs.update(stdout=stdout, stderr=stderr)
-        self.deployment.record(ResourceState(key, inputs, outputs))
+        self.deployment.record(ResourceState(key, inputs, outputs, urn=urn), old_urn)
         return f"{args.name}-id", outputs
+
+    def _note(self, urn: str, operation: str) -> None:
+        with self.deployment._lock:
+            self.operations[urn] = operation
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         return {}, []
 
 
 class DependencyRecorder(RecordingMonitor):
-    """Also notes, per resource, the resources it waits for (for the order of deletes)."""
+    """Also notes, per resource, the resources it waits for (for the order of deletes), and
+    tells the provider which registration it answers: the mock's `new_resource` hears only a
+    type and a name, so the URN is made here, before it runs, on the registration's own
+    thread (registrations run concurrently). The monitor resolves aliases against the URNs of
+    the deployment's state, as the engine does."""
 
     def __init__(self, provider: SshCommandProvider):
-        super().__init__(provider)
         self.deployment = provider.deployment
+        self._state_urns = frozenset(self.deployment.resources)
+        super().__init__(provider, old_urns=self._state_urns)
+        self.preview = provider.preview
+        self._registration = threading.local()
+        provider.monitor = self
+
+    def registering(self) -> str:
+        """The URN of the registration this thread is answering."""
+        return self._registration.urn
+
+    def old_urn_of(self, urn: str) -> str | None:
+        """The state entry a registration is matched to: its own URN first, then the alias
+        it took over (the recording monitor resolved it before the provider was asked)."""
+        if urn in self._state_urns:
+            return urn
+        return self.taken_over.get(urn)
 
     def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
-        response = super().RegisterResource(request)
-        # Registrations run concurrently: find this one's record by its URN.
-        record = next(r for r in reversed(self.recorded) if r["urn"] == response.urn)
-        dependencies = [resource_key(urn) for urn in record["dependencies"]]
-        self.deployment.set_dependencies(resource_key(response.urn), dependencies, response.urn)
+        self._registration.urn = self.make_urn(request.parent, request.type, request.name)
+        try:
+            response = super().RegisterResource(request)
+        finally:
+            self._registration.urn = None
+        if not self.preview:
+            # Registrations run concurrently: find this one's record by its URN.
+            record = next(r for r in reversed(self.recorded) if r["urn"] == response.urn)
+            self.deployment.set_dependencies(response.urn, record["dependencies"])
         return response
 
 
@@ -272,10 +317,17 @@ class Deployment:
 
     # Which resources (by "type::name") this deployment runs; the others are left alone.
     targets: Callable[[str], bool] = lambda key: True
-    state: dict[str, ResourceState] = field(default_factory=dict)
+    # The state, by URN as the engine keeps it.
+    resources: dict[str, ResourceState] = field(default_factory=dict)
     commands: list[tuple[str, str]] = field(default_factory=list)  # (action, resource key)
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _in_flight: int = 0  # commands running now
+
+    @property
+    def state(self) -> dict[str, ResourceState]:
+        """The state by each resource's `type::name` (unique in this program's sites)."""
+        with self._lock:
+            return {resource.key: resource for resource in self.resources.values()}
 
     def up(self, stack: StackFile) -> dict:
         """Converge to the program for `stack`: run what changed, delete what is gone.
@@ -287,13 +339,33 @@ class Deployment:
             # Like the engine: when one step fails, the steps already running finish first.
             with self._lock:
                 self._lock.wait_for(lambda: self._in_flight == 0)
-        registered = {resource_key(r["urn"]) for r in monitor.recorded}
-        self._delete(key for key in list(self.state) if key not in registered)
-        stack_urn = next(r["urn"] for r in monitor.recorded if r["type"] == "pulumi:pulumi:Stack")
+        self._delete(self._gone(monitor))
+        stack_urn = next(r["urn"] for r in monitor.recorded if r["type"] == STACK_TYPE)
         return monitor.recorded_outputs.get(stack_urn, {})
 
+    def preview(self, stack: StackFile) -> dict[str, str]:
+        """What `up` would do, per URN: create, update, same or delete. Runs the program as a
+        preview: no command runs and the state is left as it is. A resource whose inputs equal
+        its state entry's (under its URN or an alias) answers with the stored outputs, so what
+        depends on it sees the same values, as under the engine; a resource to create or update
+        answers with its inputs, what it would print not known yet. (The root stack, which
+        this state does not keep, is left out; `targets` are not looked at.)"""
+        provider = SshCommandProvider(self, preview=True)
+        monitor = DependencyRecorder(provider)
+        run_program(stack, monitor, preview=True)
+        operations = dict(provider.operations)
+        operations.update((urn, "delete") for urn in self._gone(monitor))
+        return operations
+
+    def _gone(self, monitor: DependencyRecorder) -> list[str]:
+        """The state's resources the program no longer has, under their URN or an alias."""
+        registered = {r["urn"] for r in monitor.recorded}
+        registered.update(monitor.taken_over.values())
+        with self._lock:
+            return [urn for urn in self.resources if urn not in registered]
+
     def destroy(self) -> None:
-        self._delete(list(self.state))
+        self._delete(list(self.resources))
 
     def execute(self, key: str, action: str, inputs: dict, command: str) -> tuple[str, str]:
         with self._lock:
@@ -318,71 +390,105 @@ class Deployment:
                 self._in_flight -= 1
                 self._lock.notify_all()
 
-    def record(self, resource: ResourceState) -> None:
+    def record(self, resource: ResourceState, old_urn: str | None = None) -> None:
+        """Keep `resource` under its URN, in place of the entry it was matched to."""
         with self._lock:
-            previous = self.state.get(resource.key)
+            previous = self._rename(old_urn, resource.urn) if old_urn else None
             if previous is not None:
                 resource.dependencies = previous.dependencies
-            self.state[resource.key] = resource
+            self.resources[resource.urn] = resource
 
-    def set_dependencies(self, key: str, dependencies: list[str], urn: str) -> None:
+    def keep(self, old_urn: str, urn: str) -> None:
+        """An unchanged resource: its entry stays, under its new URN if it was found under
+        an alias."""
         with self._lock:
-            if key in self.state:
-                self.state[key].dependencies = dependencies
-                self.state[key].urn = urn
+            self._rename(old_urn, urn)
+
+    def _rename(self, old_urn: str, urn: str) -> ResourceState | None:
+        """Moves the entry of `old_urn` to `urn`, and what waits for it with it, as the
+        engine's snapshot does for a resource found under an alias (the lock held)."""
+        if old_urn == urn:
+            return self.resources.get(urn)
+        entry = self.resources.pop(old_urn, None)
+        if entry is None:
+            return None
+        entry.urn = urn
+        self.resources[urn] = entry
+        for other in self.resources.values():
+            if old_urn in other.dependencies:
+                other.dependencies = [urn if d == old_urn else d for d in other.dependencies]
+        return entry
+
+    def set_dependencies(self, urn: str, dependencies: list[str]) -> None:
+        with self._lock:
+            if urn in self.resources:
+                self.resources[urn].dependencies = list(dependencies)
 
     def save(self, path: Path) -> None:
-        """The state, as JSON: per resource its URN, inputs, outputs and what it waits for."""
-        resources = [
-            {
-                "urn": resource.urn,
-                "key": resource.key,
-                "inputs": resource.inputs,
-                "outputs": resource.outputs,
-                "dependencies": resource.dependencies,
-            }
-            for resource in self.state.values()
-        ]
+        """The state, as JSON: per resource its URN, `type::name`, inputs, outputs and the
+        URNs of what it waits for."""
+        with self._lock:
+            resources = [
+                {
+                    "urn": resource.urn,
+                    "key": resource.key,
+                    "inputs": resource.inputs,
+                    "outputs": resource.outputs,
+                    "dependencies": resource.dependencies,
+                }
+                for resource in self.resources.values()
+            ]
         path.write_text(json.dumps({"resources": resources}, indent=1), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> Deployment:
-        """A deployment that goes on from the state `save` wrote."""
+        """A deployment that goes on from the state `save` wrote, by this version or an
+        earlier one (which kept what a resource waits for by `type::name`: such a dependency
+        is taken to the URN of the entry of that key)."""
+        entries = json.loads(path.read_text(encoding="utf-8"))["resources"]
+        urn_of_key = {entry["key"]: entry["urn"] for entry in entries}
         deployment = cls()
-        for resource in json.loads(path.read_text(encoding="utf-8"))["resources"]:
-            deployment.state[resource["key"]] = ResourceState(
-                resource["key"],
-                resource["inputs"],
-                resource["outputs"],
-                resource["dependencies"],
-                resource["urn"],
+        for entry in entries:
+            if not entry.get("urn"):
+                raise ValueError(f"{path}: the state entry of {entry['key']} has no URN")
+            dependencies = [
+                dependency if dependency.startswith("urn:") else urn_of_key[dependency]
+                for dependency in entry["dependencies"]
+            ]
+            deployment.resources[entry["urn"]] = ResourceState(
+                entry["key"], entry["inputs"], entry["outputs"], dependencies, entry["urn"]
             )
         return deployment
 
-    def _delete(self, keys) -> None:
-        doomed = set(keys)
+    def _delete(self, urns: Iterable[str]) -> None:
+        doomed = set(urns)
         while doomed:
-            # A resource goes once nothing left depends on it: dependents first.
+            # A resource goes once nothing left depends on it: dependents first (and, among
+            # those, by `type::name`).
             ready = sorted(
-                k
-                for k in doomed
-                if not any(k in self.state[o].dependencies for o in doomed if o != k)
+                (
+                    urn
+                    for urn in doomed
+                    if not any(urn in self.resources[o].dependencies for o in doomed if o != urn)
+                ),
+                key=lambda urn: (self.resources[urn].key, urn),
             )
             if not ready:
                 raise AssertionError(f"dependency cycle among {sorted(doomed)}")
-            for key in ready:
-                resource = self.state[key]
+            for urn in ready:
+                resource = self.resources[urn]
                 command = resource.inputs.get("delete")
-                if key.startswith(COMMAND_TYPE) and command:
-                    self.commands.append(("delete", key))
+                if resource.key.startswith(COMMAND_TYPE) and command:
+                    self.commands.append(("delete", resource.key))
                     ssh_run(
                         resource.inputs["connection"],
                         command,
                         resource.inputs.get("stdin"),
-                        _label(key),
+                        _label(resource.key),
                     )
-                del self.state[key]
-                doomed.discard(key)
+                with self._lock:
+                    del self.resources[urn]
+                doomed.discard(urn)
 
 
 def _label(key: str) -> str:
