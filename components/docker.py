@@ -21,6 +21,7 @@ from pulumi_command import remote
 from components.k3s import proxy_env
 from components.node import BareMetalNode, url_secrets
 from components.remote_script import ScriptStep
+from components.steps import Component, StepId, StepKind
 from model.accelerator import accelerator_of
 from model.secrecy import SecretSections, holds_secret
 from model.site import DockerSettings, Node, OsSettings, RegistrySettings
@@ -40,12 +41,11 @@ DOCKER_URLS = (
 
 
 @dataclass(frozen=True)
-class DockerSite:
-    """What a node's Docker step takes from the site, and what it waits for besides OS prep."""
-
-    os: OsSettings
-    registry: RegistrySettings
-    after: Sequence[pulumi.Resource] = ()
+class DockerEngineArgs:
+    node: BareMetalNode  # a node that wants Docker, its OS prepared
+    os: OsSettings  # Docker's settings (os.docker) and the site's proxy
+    registry: RegistrySettings  # Docker Hub's mirrors and the insecure registries
+    after: Sequence[pulumi.Resource] = ()  # what it waits for besides OS prep (the GPU layer)
     secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 
@@ -94,23 +94,19 @@ class DockerEngine(pulumi.ComponentResource):
     engine: remote.Command
 
     def __init__(
-        self,
-        name: str,
-        node: Node,
-        host: BareMetalNode,
-        settings: DockerSite,
-        opts: pulumi.ResourceOptions | None = None,
+        self, name: str, args: DockerEngineArgs, opts: pulumi.ResourceOptions | None = None
     ):
-        super().__init__("convecthub:infra:DockerEngine", name, None, opts)
-        env = docker_env(node, settings.os, settings.registry)
+        super().__init__(Component.DOCKER.type_token, name, None, opts)
+        node = args.node.model
+        env = docker_env(node, args.os, args.registry)
         secret = url_secrets(env, DOCKER_URLS)
         # A setting named like a secret, or a URL with credentials (a mirror's, a proxy's).
-        if holds_secret(docker_daemon_config(node, settings.os.docker, settings.registry)):
+        if holds_secret(docker_daemon_config(node, args.os.docker, args.registry)):
             secret.append("CONVECTHUB_DOCKER_DAEMON_JSON")
-        plain, hidden = settings.secrets.split_env(
-            env, DOCKER_SOURCES, default=("os",), secret=secret
-        )
+        plain, hidden = args.secrets.split_env(env, DOCKER_SOURCES, default=("os",), secret=secret)
         step = ScriptStep(DOCKER_SCRIPT, env=plain, secret_env=hidden)
-        self.engine = host.run_prepared(f"{name}-engine", step, parent=self, after=settings.after)
+        self.engine = args.node.run_prepared(
+            StepId(StepKind.DOCKER, node.name).resource_name, step, parent=self, after=args.after
+        )
         steps = [step.describe().apply(lambda d: {"step": "docker", "action": "apply", **d})]
         self.register_outputs({"steps": steps})

@@ -22,6 +22,7 @@ import pulumi
 from components.connection import connection_args
 from components.node import BareMetalNode, url_secrets
 from components.remote_script import ScriptStep
+from components.steps import Component, StepId, StepKind
 from model.accelerator import accelerator_of
 from model.secrecy import SecretSections
 from model.site import GpuSettings, Node, SshSettings
@@ -76,9 +77,7 @@ def through_reboot(ssh: SshSettings, settings: GpuSettings) -> SshSettings:
 
 @dataclass(frozen=True)
 class GpuNodeArgs:
-    node: Node
-    host: BareMetalNode
-    ssh: SshSettings  # the node's effective SSH settings
+    node: BareMetalNode  # an accelerator node, its OS prepared
     settings: GpuSettings
     secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
@@ -89,8 +88,9 @@ class GpuNode(pulumi.ComponentResource):
     ready: pulumi.Resource  # the last step: the node's k3s install waits for it
 
     def __init__(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("convecthub:infra:GpuNode", name, None, opts)
-        node, host = args.node, args.host
+        super().__init__(Component.GPU.type_token, name, None, opts)
+        host = args.node
+        node = host.model
         accelerator = accelerator_of(node)
         assert not accelerator.is_cpu
         secrets = args.secrets
@@ -99,7 +99,10 @@ class GpuNode(pulumi.ComponentResource):
         )
         driver_step = ScriptStep(DRIVER_SCRIPT, env=env, secret_env=secret_env)
         self.driver = host.run_prepared(
-            f"{name}-driver", driver_step, parent=self, reversible=False
+            StepId(StepKind.GPU_DRIVER, node.name).resource_name,
+            driver_step,
+            parent=self,
+            reversible=False,
         )
         self.ready = self.driver
         steps = [driver_step.describe().apply(lambda d: {"step": "gpu-driver", **d})]
@@ -110,11 +113,11 @@ class GpuNode(pulumi.ComponentResource):
             )
             runtime_step = ScriptStep(RUNTIME_SCRIPT, env=plain, secret_env=secret)
             self.runtime = host.run_prepared(
-                f"{name}-runtime",
+                StepId(StepKind.GPU_RUNTIME, node.name).resource_name,
                 runtime_step,
                 parent=self,
                 after=[self.driver],
-                connection=connection_args(node.host, through_reboot(args.ssh, args.settings)),
+                connection=connection_args(node.host, through_reboot(host.ssh, args.settings)),
             )
             self.ready = self.runtime
             steps.append(

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pulumi
 import yaml
@@ -28,6 +27,7 @@ from pulumi_command import remote
 
 from components.node import BareMetalNode, no_proxy, url_secrets
 from components.remote_script import ScriptStep, script_command
+from components.steps import Component, StepId, StepKind
 from model.accelerator import accelerator_of
 from model.airgap import REMOTE_DIR, AirgapBundle
 from model.secrecy import SecretSections, holds_secret
@@ -191,22 +191,44 @@ def membership_env(
 
 
 @dataclass(frozen=True)
-class K3sNodeArgs:
-    node: Node
-    host: BareMetalNode  # the prepared machine: connection, address, facts, os-prep
+class K3sClusterArgs:
+    """What every node's k3s shares: the site's k3s and registry settings, its proxy, the join
+    token, and the first server, where every node's membership step runs."""
+
     settings: K3sSettings
     registry: RegistrySettings
-    os: OsSettings
-    role: K3sRole
+    os: OsSettings  # the site's proxy, which k3s and containerd go through
     token: pulumi.Input[str]  # secret
-    join_url: pulumi.Input[str] | None  # the server to join; None for the first server
-    api_server: pulumi.Input[str]  # the URL clients use (the first server's kubeconfig names it)
-    first_server: BareMetalNode  # where membership runs (k3s's admin kubeconfig is there)
-    holds_images: bool = False  # airgap: this node imports the image tarballs
-    after: Sequence[pulumi.Resource] = field(default_factory=tuple)  # install waits for these
-    # Steps on the node itself the install waits for besides OS prep (the GPU layer).
-    node_steps: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    first_server: BareMetalNode  # k3s's admin kubeconfig is there
     secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
+
+
+@dataclass(frozen=True)
+class K3sNodeArgs:
+    """One node's k3s: the node, where it stands, what it joins and what it waits for."""
+
+    node: BareMetalNode  # the prepared machine: model, connection, address, facts, os-prep
+    cluster: K3sClusterArgs
+    role: K3sRole
+    join_url: pulumi.Input[str] | None = None  # the server to join; None for the first server
+    holds_images: bool = False  # airgap: this node imports the image tarballs
+    # The node's GPU layer (its last step), which the install waits for besides OS prep.
+    gpu_ready: pulumi.Resource | None = None
+    after: Sequence[pulumi.Resource] = ()  # other nodes' k3s the install waits for
+
+
+@dataclass(frozen=True)
+class K3sServerArgs(K3sNodeArgs):
+    """A server's: the first server alone is given the URL clients use, which the kubeconfig it
+    reads names."""
+
+    api_server: pulumi.Input[str] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.role.server:
+            raise ValueError("K3sServerArgs are a server's")
+        if (self.api_server is not None) != self.role.first:
+            raise ValueError("the first server, and it alone, is given the API server's URL")
 
 
 class _K3sNode(pulumi.ComponentResource):
@@ -214,33 +236,39 @@ class _K3sNode(pulumi.ComponentResource):
     membership: remote.Command
 
     def __init__(
-        self, type_token: str, name: str, args: K3sNodeArgs, opts: pulumi.ResourceOptions | None
+        self,
+        component: Component,
+        name: str,
+        args: K3sNodeArgs,
+        opts: pulumi.ResourceOptions | None,
     ):
-        super().__init__(type_token, name, None, opts)
-        self._name = name
-        host = args.host
+        super().__init__(component.type_token, name, None, opts)
+        host, cluster = args.node, args.cluster
+        self._node = host.model.name
         bundle_root = None
         copies: list[pulumi.Resource] = []
-        if args.registry.bundle_dir:
+        bundle = cluster.registry.airgap_bundle
+        if bundle is not None:
             bundle_root = host.facts.apply(lambda facts: f"{facts['home']}/{REMOTE_DIR}")
-            copies = self._copy_bundle(args, bundle_root)
+            copies = self._copy_bundle(args, bundle, bundle_root)
         env, secret_env = self._install_env(args, bundle_root)
         install_step = ScriptStep(INSTALL_SCRIPT, env=env, secret_env=secret_env)
+        on_node = [host.ready, *([args.gpu_ready] if args.gpu_ready is not None else [])]
         self.install = host.run_prepared(
-            f"{name}-install",
+            self._step(StepKind.K3S_INSTALL),
             install_step,
             parent=self,
-            after=[*args.node_steps, *copies, *args.after],
+            after=[*on_node, *copies, *args.after],
         )
-        plain, secret = args.secrets.split_env(
-            membership_env(args.node, args.settings, binds_service_ports=args.role.first),
+        plain, secret = cluster.secrets.split_env(
+            membership_env(host.model, cluster.settings, binds_service_ports=args.role.first),
             MEMBERSHIP_SOURCES,
             default=("k3s",),
         )
         membership_step = ScriptStep(MEMBERSHIP_SCRIPT, env=plain, secret_env=secret)
-        first = args.first_server
+        first = cluster.first_server
         self.membership = script_command(
-            f"{name}-membership",
+            self._step(StepKind.MEMBERSHIP),
             membership_step,
             connection=first.connection,
             login_user=first.user,
@@ -253,27 +281,30 @@ class _K3sNode(pulumi.ComponentResource):
             ),
         ]
 
+    def _step(self, kind: StepKind) -> str:
+        """The resource name of this node's step of that kind."""
+        return StepId(kind, self._node).resource_name
+
     @staticmethod
     def _install_env(
         args: K3sNodeArgs, bundle_root: pulumi.Output[str] | None
     ) -> tuple[dict[str, pulumi.Input[str]], dict[str, pulumi.Input[str]]]:
         """k3s-install.sh's environment, and the part of it that is secret."""
-        role = args.role
-        config = pulumi.Output.all(args.host.address, args.join_url).apply(
+        role, cluster, node = args.role, args.cluster, args.node.model
+        settings = cluster.settings
+        config = pulumi.Output.all(args.node.address, args.join_url).apply(
             lambda resolved: to_yaml(
-                k3s_config(
-                    args.node, args.settings, role, address=resolved[0], join_url=resolved[1]
-                )
+                k3s_config(node, settings, role, address=resolved[0], join_url=resolved[1])
             )
         )
         env: dict[str, pulumi.Input[str]] = {
-            "CONVECTHUB_NODE_NAME": args.node.name,
+            "CONVECTHUB_NODE_NAME": node.name,
             "CONVECTHUB_K3S_ROLE": "server" if role.server else "agent",
-            "CONVECTHUB_K3S_VERSION": args.settings.version,
+            "CONVECTHUB_K3S_VERSION": settings.version,
             "CONVECTHUB_K3S_CONFIG": config,
-            "CONVECTHUB_READY_TIMEOUT": str(args.settings.ready_timeout_seconds),
+            "CONVECTHUB_READY_TIMEOUT": str(settings.ready_timeout_seconds),
         }
-        arch = args.node.arch
+        arch = node.arch
         if bundle_root is not None:
             env["CONVECTHUB_BUNDLE_ROOT"] = bundle_root
             env["CONVECTHUB_BUNDLE_DIR"] = bundle_root.apply(lambda root: f"{root}/{arch}")
@@ -282,39 +313,39 @@ class _K3sNode(pulumi.ComponentResource):
                     lambda root: f"{root}/images/{arch}"
                 )
         else:
-            env["CONVECTHUB_INSTALL_SCRIPT_URL"] = args.settings.install_script_url
-        registries = registries_config(args.registry, embedded_mirror=role.embedded_registry)
+            env["CONVECTHUB_INSTALL_SCRIPT_URL"] = settings.install_script_url
+        registries = registries_config(cluster.registry, embedded_mirror=role.embedded_registry)
         # Registry passwords, or mirrors' URLs with credentials, make the whole file a secret;
         # so do further config.yaml options named like secrets (agent-token, etcd-s3-secret-key)
         # or with credentials in their URL (a datastore-endpoint's).
         secret = []
         if registries:
             env["CONVECTHUB_REGISTRIES"] = to_yaml(registries)
-            if args.registry.credentials or holds_secret(registries):
+            if cluster.registry.credentials or holds_secret(registries):
                 secret.append("CONVECTHUB_REGISTRIES")
-        extra = args.settings.server_config if role.server else args.settings.agent_config
+        extra = settings.server_config if role.server else settings.agent_config
         if holds_secret(dict(extra)):
             secret.append("CONVECTHUB_K3S_CONFIG")
-        env.update(proxy_env(args.os, _cluster_networks(args.settings)))
-        plain, secret_env = args.secrets.split_env(
+        env.update(proxy_env(cluster.os, _cluster_networks(settings)))
+        plain, secret_env = cluster.secrets.split_env(
             env,
             INSTALL_SOURCES,
             default=("k3s",),
             secret=[*secret, *url_secrets(env, INSTALL_URLS)],
         )
-        secret_env["CONVECTHUB_K3S_TOKEN"] = args.token
+        secret_env["CONVECTHUB_K3S_TOKEN"] = cluster.token
         return plain, secret_env
 
     def _copy_bundle(
-        self, args: K3sNodeArgs, bundle_root: pulumi.Output[str]
+        self, args: K3sNodeArgs, bundle: AirgapBundle, bundle_root: pulumi.Output[str]
     ) -> list[pulumi.Resource]:
         """The airgap bundle's files for this node's arch, to `bundle_root` on the node."""
-        bundle = AirgapBundle(Path(str(args.registry.bundle_dir)))
-        host = args.host
+        host = args.node
+        arch = host.model.arch
         binaries = remote.CopyToRemote(
-            f"{self._name}-bundle",
+            self._step(StepKind.K3S_BUNDLE),
             connection=host.connection,
-            source=pulumi.FileArchive(str(bundle.binaries(args.node.arch))),
+            source=pulumi.FileArchive(str(bundle.binaries(arch))),
             remote_path=bundle_root,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[host.node_facts.command]),
         )
@@ -322,9 +353,9 @@ class _K3sNode(pulumi.ComponentResource):
         if args.holds_images:
             copies.append(
                 remote.CopyToRemote(
-                    f"{self._name}-images",
+                    self._step(StepKind.K3S_IMAGES),
                     connection=host.connection,
-                    source=pulumi.FileArchive(str(bundle.images(args.node.arch))),
+                    source=pulumi.FileArchive(str(bundle.images(arch))),
                     remote_path=bundle_root.apply(lambda root: f"{root}/images"),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[binaries]),
                 )
@@ -348,18 +379,18 @@ class K3sServer(_K3sNode):
 
     kubeconfig: pulumi.Output[str] | None
 
-    def __init__(self, name: str, args: K3sNodeArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("convecthub:infra:K3sServer", name, args, opts)
+    def __init__(self, name: str, args: K3sServerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(Component.K3S_SERVER, name, args, opts)
         self.kubeconfig = None
         outputs: dict[str, object] = {"install": self.install.id, "steps": self._steps}
-        if args.role.first:
+        if args.api_server is not None:
             # The URL is secret when what it comes from is: Output secrecy carries it here.
             step = ScriptStep(KUBECONFIG_SCRIPT, env={"CONVECTHUB_API_SERVER": args.api_server})
             read = script_command(
-                f"{name}-kubeconfig",
+                self._step(StepKind.KUBECONFIG),
                 step,
-                connection=args.host.connection,
-                login_user=args.host.user,
+                connection=args.node.connection,
+                login_user=args.node.user,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
                 reversible=False,
                 secret_stdout=True,
@@ -373,5 +404,5 @@ class K3sAgent(_K3sNode):
     """A k3s agent: joins once the servers are up; agents never wait for each other."""
 
     def __init__(self, name: str, args: K3sNodeArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("convecthub:infra:K3sAgent", name, args, opts)
+        super().__init__(Component.K3S_AGENT, name, args, opts)
         self.register_outputs({"install": self.install.id, "steps": self._steps})

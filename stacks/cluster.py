@@ -23,20 +23,23 @@ from pulumi_kubernetes.helm import v3 as helm
 
 from components.ascend_device_plugin import ascend_device_plugin
 from components.device_plugin import nvidia_device_plugin
-from components.docker import DockerEngine, DockerSite
+from components.docker import DockerEngine, DockerEngineArgs
 from components.fleet_hosts import fleet_hosts
 from components.gpu import GpuNode, GpuNodeArgs
 from components.hub import HubPlatform, HubPlatformArgs
 from components.k3s import (
     K3sAgent,
+    K3sClusterArgs,
     K3sNodeArgs,
     K3sRole,
     K3sServer,
+    K3sServerArgs,
     api_server_url,
     node_labels,
 )
 from components.node import BareMetalNode, BareMetalNodeArgs
 from components.node_facts import NodeFacts, NodeFactsArgs
+from components.steps import Component
 from model.accelerator import Vendor, accelerator_of
 from model.secrecy import SecretSections
 from model.site import Node, Site
@@ -153,14 +156,8 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
     }
     gpus = {
         node.name: GpuNode(
-            f"{node.name}-gpu",
-            GpuNodeArgs(
-                node=node,
-                host=nodes[node.name],
-                ssh=site.ssh_for(node),
-                settings=site.gpu,
-                secrets=secrets,
-            ),
+            Component.GPU.name_for(node.name),
+            GpuNodeArgs(node=nodes[node.name], settings=site.gpu, secrets=secrets),
             pulumi.ResourceOptions(parent=nodes[node.name]),
         )
         for node in site.nodes
@@ -168,12 +165,11 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
     }
     docker = {
         node.name: DockerEngine(
-            f"{node.name}-docker",
-            node,
-            nodes[node.name],
-            DockerSite(
-                site.os,
-                site.registry,
+            Component.DOCKER.name_for(node.name),
+            DockerEngineArgs(
+                node=nodes[node.name],
+                os=site.os,
+                registry=site.registry,
                 after=[gpus[node.name].ready] if node.name in gpus else [],
                 secrets=secrets,
             ),
@@ -182,50 +178,53 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
         for node in site.docker_nodes
     }
 
-    token = cluster_token(site)
-    first = nodes[site.servers[0].name]
+    first_server = nodes[site.first_server.name]
     endpoint = site.k3s.api_endpoint
     api_server = (
-        pulumi.Output.from_input(secrets.wrap(endpoint, "k3s")) if endpoint else first.address
+        pulumi.Output.from_input(secrets.wrap(endpoint, "k3s"))
+        if endpoint
+        else first_server.address
     ).apply(api_server_url)
     # Servers join through the first server itself: it is Ready by then, while an endpoint
     # in front of the servers (a VIP, a load balancer) may not route yet. Agents use the
     # endpoint, as clients do.
-    first_server_url = first.address.apply(api_server_url)
+    first_server_url = first_server.address.apply(api_server_url)
     embedded_registry = bool(site.registry_nodes)
+    k3s = K3sClusterArgs(
+        settings=site.k3s,
+        registry=site.registry,
+        os=site.os,
+        token=cluster_token(site),
+        first_server=first_server,
+        secrets=secrets,
+    )
 
-    def args(node: Node, role: K3sRole, after: list[pulumi.Resource]) -> K3sNodeArgs:
-        return K3sNodeArgs(
-            node=node,
-            host=nodes[node.name],
-            settings=site.k3s,
-            registry=site.registry,
-            os=site.os,
-            role=role,
-            token=token,
-            join_url=None if role.first else (first_server_url if role.server else api_server),
-            api_server=api_server,
-            first_server=first,
-            holds_images=_holds_images(site, node),
-            after=after,
-            # A node joins once its accelerator and its shared storage are ready.
-            node_steps=[nodes[node.name].ready]
-            + ([gpus[node.name].ready] if node.name in gpus else []),
-            secrets=secrets,
-        )
+    def gpu_ready(node: Node) -> pulumi.Resource | None:
+        """A node joins once its accelerator (and its shared storage: the node's `ready`) is."""
+        return gpus[node.name].ready if node.name in gpus else None
 
     servers: dict[str, K3sServer] = {}
     previous: list[pulumi.Resource] = []
     for index, node in enumerate(site.servers):
+        first = index == 0
         role = K3sRole(
             server=True,
-            first=index == 0,
-            cluster_init=index == 0 and len(site.servers) > 1,
+            first=first,
+            cluster_init=first and len(site.servers) > 1,
             embedded_registry=embedded_registry,
         )
         server = K3sServer(
-            f"{node.name}-k3s",
-            args(node, role, previous),
+            Component.K3S_SERVER.name_for(node.name),
+            K3sServerArgs(
+                node=nodes[node.name],
+                cluster=k3s,
+                role=role,
+                join_url=None if first else first_server_url,
+                holds_images=_holds_images(site, node),
+                gpu_ready=gpu_ready(node),
+                after=previous,
+                api_server=api_server if first else None,
+            ),
             pulumi.ResourceOptions(parent=nodes[node.name]),
         )
         servers[node.name] = server
@@ -234,14 +233,22 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
     server_installs = [server.install for server in servers.values()]
     agents = {
         node.name: K3sAgent(
-            f"{node.name}-k3s",
-            args(node, K3sRole(server=False, embedded_registry=embedded_registry), server_installs),
+            Component.K3S_AGENT.name_for(node.name),
+            K3sNodeArgs(
+                node=nodes[node.name],
+                cluster=k3s,
+                role=K3sRole(server=False, embedded_registry=embedded_registry),
+                join_url=api_server,
+                holds_images=_holds_images(site, node),
+                gpu_ready=gpu_ready(node),
+                after=server_installs,
+            ),
             pulumi.ResourceOptions(parent=nodes[node.name]),
         )
         for node in site.agents
     }
 
-    kubeconfig = servers[first.name].kubeconfig
+    kubeconfig = servers[first_server.name].kubeconfig
     assert kubeconfig is not None  # the first server reads it
     provider = kubernetes.Provider(
         "cluster",
@@ -273,7 +280,7 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
             settings=site.hub,
             storage=site.storage,
             nodes=site.nodes,
-            first_server=first,
+            first_server=first_server,
             provider=provider,
             after=[*(member.membership for member in members.values()), *plugins],
             secrets=secrets,
