@@ -1,20 +1,27 @@
-"""Huawei's Ascend device plugin on the cluster: it makes `huawei.com/Ascend910` (and the
-other Ascend chips) resources pods can ask for. A DaemonSet in kube-system on the nodes
-labelled `npu=true` (the membership step's labels), with the service account and cluster role
-it needs to report device health on its Node and to annotate the pods it serves.
+"""AscendDevicePlugin: Huawei's Ascend device plugin on the cluster, which makes
+`huawei.com/Ascend910` (and the other Ascend chips) resources pods can ask for. A DaemonSet in
+kube-system on the nodes labelled `npu=true` (the membership step's labels), with the service
+account and cluster role it needs to report device health on its Node and to annotate the pods
+it serves.
 
 It runs without Ascend's Docker runtime (`-useAscendDocker=false`): the plugin hands the
 device nodes to k3s's containerd itself. It mounts the driver the node already has
 (gpu-driver.sh checks for it) read-only, from Huawei's default path.
+
+Its resources were the stack's own: the account, role and binding keep their names under the
+component, the DaemonSet (`ascend-device-plugin`) is `ascend-device-plugin-daemonset`, each
+with an alias to its old URN.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as kubernetes
 
+from components.steps import Component
 from model.accelerator import ASCEND_RESOURCES, ASCEND_SELECTOR
 
 NAME = "ascend-device-plugin"
@@ -97,33 +104,60 @@ def ascend_daemonset_spec(image: pulumi.Input[str]) -> dict[str, object]:
     }
 
 
-def ascend_device_plugin(
-    image: pulumi.Input[str],
-    provider: kubernetes.Provider,
-    depends_on: Sequence[pulumi.Resource],
-) -> kubernetes.apps.v1.DaemonSet:
-    """The plugin's service account, cluster role and binding, and its DaemonSet (returned)."""
-    opts = pulumi.ResourceOptions(provider=provider, depends_on=list(depends_on))
-    account = kubernetes.core.v1.ServiceAccount(
-        f"{NAME}-account", metadata={"name": NAME, "namespace": NAMESPACE}, opts=opts
-    )
-    role = kubernetes.rbac.v1.ClusterRole(
-        f"{NAME}-role", metadata={"name": ROLE_NAME}, rules=ascend_cluster_role_rules(), opts=opts
-    )
-    binding = kubernetes.rbac.v1.ClusterRoleBinding(
-        f"{NAME}-binding",
-        metadata={"name": ROLE_NAME},
-        role_ref={
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "ClusterRole",
-            "name": ROLE_NAME,
-        },
-        subjects=[{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role, account])),
-    )
-    return kubernetes.apps.v1.DaemonSet(
-        NAME,
-        metadata={"name": NAME, "namespace": NAMESPACE},
-        spec=ascend_daemonset_spec(image),
-        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[binding])),
-    )
+@dataclass(frozen=True)
+class AscendDevicePluginArgs:
+    image: pulumi.Input[str]  # Huawei's ascend-k8sdeviceplugin, in the site's registry
+    provider: kubernetes.Provider  # the cluster's
+    after: Sequence[pulumi.Resource]  # the membership steps that label the Ascend nodes
+
+
+class AscendDevicePlugin(pulumi.ComponentResource):
+    """The plugin's service account, cluster role and binding, and its DaemonSet
+    (`daemonset`). They were resources of the stack's own: each keeps an alias to its URN."""
+
+    daemonset: kubernetes.apps.v1.DaemonSet
+
+    def __init__(
+        self, name: str, args: AscendDevicePluginArgs, opts: pulumi.ResourceOptions | None = None
+    ):
+        super().__init__(Component.ASCEND_DEVICE_PLUGIN.type_token, name, None, opts)
+
+        def options(old_name: str, *after: pulumi.Resource) -> pulumi.ResourceOptions:
+            """A child's options: the cluster's provider, what it waits for, and its old URN
+            (`old_name` at the top of the stack)."""
+            return pulumi.ResourceOptions(
+                parent=self,
+                provider=args.provider,
+                depends_on=[*args.after, *after],
+                aliases=[pulumi.Alias(name=old_name, parent=pulumi.ROOT_STACK_RESOURCE)],
+            )
+
+        account = kubernetes.core.v1.ServiceAccount(
+            f"{name}-account",
+            metadata={"name": NAME, "namespace": NAMESPACE},
+            opts=options(f"{NAME}-account"),
+        )
+        role = kubernetes.rbac.v1.ClusterRole(
+            f"{name}-role",
+            metadata={"name": ROLE_NAME},
+            rules=ascend_cluster_role_rules(),
+            opts=options(f"{NAME}-role"),
+        )
+        binding = kubernetes.rbac.v1.ClusterRoleBinding(
+            f"{name}-binding",
+            metadata={"name": ROLE_NAME},
+            role_ref={
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": ROLE_NAME,
+            },
+            subjects=[{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
+            opts=options(f"{NAME}-binding", role, account),
+        )
+        self.daemonset = kubernetes.apps.v1.DaemonSet(
+            f"{name}-daemonset",
+            metadata={"name": NAME, "namespace": NAMESPACE},
+            spec=ascend_daemonset_spec(args.image),
+            opts=options(NAME, binding),
+        )
+        self.register_outputs({})

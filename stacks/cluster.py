@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as kubernetes
 import pulumi_random as random
-from pulumi_kubernetes.helm import v3 as helm
 
-from components.ascend_device_plugin import ascend_device_plugin
-from components.device_plugin import nvidia_device_plugin
+from components.ascend_device_plugin import AscendDevicePlugin, AscendDevicePluginArgs
+from components.device_plugin import NvidiaDevicePlugin, NvidiaDevicePluginArgs
 from components.docker import DockerEngine, DockerEngineArgs
 from components.fleet_hosts import fleet_hosts
 from components.gpu import GpuNode, GpuNodeArgs
@@ -39,7 +38,7 @@ from components.k3s import (
 )
 from components.node import BareMetalNode, BareMetalNodeArgs
 from components.node_facts import NodeFacts, NodeFactsArgs
-from components.steps import Component
+from components.steps import SITE_COMPONENT_NAMES, Component
 from model.accelerator import Vendor, accelerator_of
 from model.secrecy import SecretSections
 from model.site import Node, Site
@@ -60,8 +59,8 @@ class Cluster:
     api_server: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]  # secret
     kubernetes: kubernetes.Provider
-    device_plugin: helm.Release | None  # when the site has NVIDIA GPUs
-    ascend_device_plugin: kubernetes.apps.v1.DaemonSet | None  # when it has Ascend NPUs
+    nvidia_device_plugin: NvidiaDevicePlugin | None  # when the site has NVIDIA GPUs
+    ascend_device_plugin: AscendDevicePlugin | None  # when it has Ascend NPUs
     hub: HubPlatform
     secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
@@ -263,19 +262,33 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
             members[n.name].membership for n in site.nodes if accelerator_of(n).vendor == vendor
         ]
 
-    device_plugin = None
+    # The hub waits for each plugin's workload itself (the release, the DaemonSet).
+    plugins: list[pulumi.Resource] = []
+    nvidia_plugin = None
     if nvidia_members := labelled("nvidia"):
-        device_plugin = nvidia_device_plugin(
-            site.gpu.device_plugin, provider, nvidia_members, secret="gpu" in secrets
+        nvidia_plugin = NvidiaDevicePlugin(
+            SITE_COMPONENT_NAMES[Component.NVIDIA_DEVICE_PLUGIN],
+            NvidiaDevicePluginArgs(
+                settings=site.gpu.device_plugin,
+                provider=provider,
+                after=nvidia_members,
+                secret="gpu" in secrets,
+            ),
         )
+        plugins.append(nvidia_plugin.release)
     ascend_plugin = None
     if ascend_members := labelled("ascend"):
         image = site.gpu.ascend_device_plugin.image
-        assert image is not None  # stacks/config.py requires it with Ascend nodes
-        ascend_plugin = ascend_device_plugin(secrets.wrap(image, "gpu"), provider, ascend_members)
-    plugins = [plugin for plugin in (device_plugin, ascend_plugin) if plugin is not None]
+        assert image is not None  # stacks/config requires it with Ascend nodes
+        ascend_plugin = AscendDevicePlugin(
+            SITE_COMPONENT_NAMES[Component.ASCEND_DEVICE_PLUGIN],
+            AscendDevicePluginArgs(
+                image=secrets.wrap(image, "gpu"), provider=provider, after=ascend_members
+            ),
+        )
+        plugins.append(ascend_plugin.daemonset)
     hub = HubPlatform(
-        "hub",
+        SITE_COMPONENT_NAMES[Component.HUB],
         HubPlatformArgs(
             settings=site.hub,
             storage=site.storage,
@@ -296,7 +309,7 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
         api_server=api_server,
         kubeconfig=kubeconfig,
         kubernetes=provider,
-        device_plugin=device_plugin,
+        nvidia_device_plugin=nvidia_plugin,
         ascend_device_plugin=ascend_plugin,
         hub=hub,
         secrets=secrets,

@@ -144,7 +144,7 @@ def test_the_runtime_step_keeps_dialling_through_a_reboot() -> None:
 
 def test_the_device_plugin_is_released_for_nvidia_nodes_through_the_cluster(render) -> None:
     resources = resources_by_name(render(mixed_site()))
-    release = resources["nvidia-device-plugin"]
+    release = resources["nvidia-device-plugin-release"]
     assert release["type"] == "kubernetes:helm.sh/v3:Release"
     inputs = release["inputs"]
     assert inputs["chart"] == "nvidia-device-plugin"
@@ -163,7 +163,7 @@ def test_an_airgapped_site_releases_the_chart_from_its_file(render, tmp_path) ->
     chart.write_bytes(b"stand-in chart archive")
     values = mixed_site()
     values["gpu"]["devicePlugin"] = {"chartFile": str(chart)}
-    inputs = resources_by_name(render(values))["nvidia-device-plugin"]["inputs"]
+    inputs = resources_by_name(render(values))["nvidia-device-plugin-release"]["inputs"]
     assert inputs["chart"] == str(chart)
     assert "repositoryOpts" not in inputs
 
@@ -178,7 +178,7 @@ def test_the_ascend_device_plugin_runs_on_npu_nodes_through_the_cluster(render) 
     from components.ascend_device_plugin import ascend_cluster_role_rules
 
     resources = resources_by_name(render(mixed_site()))
-    daemonset = resources["ascend-device-plugin"]
+    daemonset = resources["ascend-device-plugin-daemonset"]
     assert daemonset["type"] == "kubernetes:apps/v1:DaemonSet"
     assert daemonset["inputs"]["metadata"] == {
         "name": "ascend-device-plugin",
@@ -208,7 +208,7 @@ def test_the_ascend_device_plugin_runs_on_npu_nodes_through_the_cluster(render) 
         == resources["ascend-device-plugin-role"]["inputs"]["metadata"]["name"]
     )
     assert resources["ascend-device-plugin-role"]["inputs"]["rules"] == ascend_cluster_role_rules()
-    for name in ("ascend-device-plugin", "ascend-device-plugin-binding"):
+    for name in ("ascend-device-plugin-daemonset", "ascend-device-plugin-binding"):
         assert resources[name]["provider"] == resources["cluster"]["urn"]
 
 

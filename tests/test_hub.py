@@ -185,7 +185,9 @@ def test_the_release_waits_for_every_node_and_the_device_plugins(render) -> None
     depends = {name_of(urn) for urn in release_dependencies(resources)}
     nodes = [n["name"] for n in gpu_site()["nodes"]]
     assert {f"{n}-k3s-membership" for n in nodes} <= depends
-    assert {"nvidia-device-plugin", "ascend-device-plugin", "hub-namespace"} <= depends
+    assert {"nvidia-device-plugin-release", "ascend-device-plugin-daemonset", "hub-namespace"} <= (
+        depends
+    )
 
 
 def release_dependencies(resources: dict) -> list[str]:
