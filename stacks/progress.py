@@ -2,9 +2,13 @@
 
 The engine reports each step as it starts (`resourcePreEvent`), ends (`resOutputsEvent`) or fails
 (`resOpFailedEvent`), and passes on what providers say (`diagnosticEvent`). `RunProgress` turns
-them into one line per step that changes something, led by the node it runs on (a resource
-belongs to the node whose `BareMetalNode` it sits under; the rest, the hub and the device
-plugins, to the site), and counts what changed by operation, by resource type and by node.
+them into one line per step that changes something, led by the node it runs on, and counts what
+changed by operation, by resource type and by node.
+
+A resource's node is found by its name, looked up whole in the site's StepTable
+(components/steps.py: `gpu-2-facts` is gpu-2's facts step, never gpu's); else by its parents as
+reported, up to the node's component (a NodeFacts or a BareMetalNode, named after the node);
+the rest, the hub and the device plugins, belong to their site-wide component, or to the site.
 """
 
 from __future__ import annotations
@@ -17,8 +21,19 @@ from dataclasses import dataclass, field
 
 from pulumi.automation import EngineEvent, OpType, StepEventMetadata
 
-NODE_TYPE = "convecthub:infra:BareMetalNode"
-STACK_TYPE = "pulumi:pulumi:Stack"
+from components.steps import (
+    COMPONENT_PACKAGE,
+    NODE_COMPONENTS,
+    SITE_COMPONENT_NAMES,
+    STACK_TYPE,
+    StepId,
+    StepTable,
+    type_chain,
+    urn_name,
+    urn_type,
+)
+
+NODE_TYPES = frozenset(component.type_token for component in NODE_COMPONENTS)
 SITE_LABEL = "site"
 # Engine operations that leave a resource as it was.
 UNCHANGED_OPS = {OpType.SAME, OpType.READ, OpType.REFRESH}
@@ -59,7 +74,9 @@ class RunProgress:
     """Consumes engine events (from the engine's event stream thread) and writes progress lines.
 
     `expected` is how many steps each node has in the program's graph (from the offline
-    render), shown as "done/expected"; unknown for runs that do not start from the config.
+    render), shown as "done/expected"; unknown (0) for runs that do not start from the config.
+    Its keys are the site's nodes (a destroy's: those the stack file lists), whose steps the
+    lines are told by.
     """
 
     def __init__(
@@ -71,6 +88,7 @@ class RunProgress:
     ):
         self._write = write
         self._expected = dict(expected or {})
+        self._table = StepTable(self._expected)
         self._verbose = verbose
         self._lock = threading.Lock()
         self._steps: dict[str, _Step] = {}
@@ -102,6 +120,12 @@ class RunProgress:
     def node_of(self, urn: str) -> str:
         """The node a resource runs on; else the site-wide component it is part of (the hub,
         a device plugin); else "site"."""
+        if urn.count("::") < 3:  # no resource's URN
+            return SITE_LABEL
+        reported = self._steps.get(urn)
+        owner = self._owner(reported.type if reported else urn_type(urn), urn_name(urn))
+        if owner is not None:
+            return owner
         seen: set[str] = set()
         top: _Step | None = None
         current: str | None = urn
@@ -110,33 +134,42 @@ class RunProgress:
             step = self._steps.get(current)
             if step is None:
                 # Not reported yet (a destroy ends parents after their children): its URN
-                # still says its type and its parent's, "<stack>::<project>::<types>::<name>".
-                # (The engine leaves the root stack's type out; the SDK's mocks put it first.)
-                parts = current.split("::")
-                types, name = parts[2].split("$") if len(parts) > 3 else [], "::".join(parts[3:])
-                if types and types[-1] == NODE_TYPE:
-                    return name
-                if current != urn and len(types[1:] if types[:1] == [STACK_TYPE] else types) == 1:
-                    return name
+                # still says its type and its parents' types.
+                types = type_chain(current)
+                if types[-1] in NODE_TYPES:
+                    return urn_name(current)
+                if current != urn and len(types) == 1 and types != [STACK_TYPE]:
+                    return urn_name(current)  # a top-level component: the hub, a device plugin
                 break
-            if step.type == NODE_TYPE:
+            if step.type in NODE_TYPES:
                 return step.name
             if step.type == STACK_TYPE:
                 return top.name if top is not None and top.urn != urn else SITE_LABEL
             top = step
             current = step.parent
-        # Its ancestors were not reported: go by name (steps are named "<node>-<step>").
-        name = urn.rsplit("::", 1)[-1]
-        cuts = [index for index, char in enumerate(name) if char == "-"] + [len(name)]
-        owners = [name[:cut] for cut in reversed(cuts) if name[:cut] in self._expected]
-        return owners[0] if owners else SITE_LABEL  # the longest: "gpu-2-facts" is gpu-2's
+        return SITE_LABEL
+
+    def _owner(self, type_: str, name: str) -> str | None:
+        """The node of a step or of a node's component, by its whole name; a site step's
+        site-wide component (the hub's certificate step is the hub's)."""
+        step = self._known_step(type_, name)
+        if step is not None:
+            if step.node is not None:
+                return step.node
+            assert step.kind.site_component is not None
+            return SITE_COMPONENT_NAMES[step.kind.site_component]
+        return self._table.node_of_component(type_, name)
+
+    def _known_step(self, type_: str, name: str) -> StepId | None:
+        step = self._table.step(name)
+        return step if step is not None and step.type_token == type_ else None
 
     def _remember(self, metadata: StepEventMetadata) -> _Step:
         state = metadata.new or metadata.old
         step = _Step(
             urn=metadata.urn,
             type=metadata.type,
-            name=metadata.urn.rsplit("::", 1)[-1],
+            name=urn_name(metadata.urn),
             parent=(state.parent or None) if state is not None else None,
         )
         self._steps[metadata.urn] = step
@@ -209,6 +242,10 @@ class RunProgress:
         return self.nodes.setdefault(self.node_of(step.urn), NodeTally())
 
     def _step_label(self, step: _Step) -> str:
+        """A step's kind ("k3s-install"); another resource's name, less its group's."""
+        known = self._known_step(step.type, step.name)
+        if known is not None:
+            return known.kind.suffix
         node = self.node_of(step.urn)
         return step.name.removeprefix(f"{node}-") if node != SITE_LABEL else step.name
 
@@ -238,10 +275,11 @@ def expected_steps(resources: list[Mapping[str, object]]) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for resource in resources:
         kind = str(resource["type"])
-        if kind.startswith(("convecthub:infra:", "pulumi:")):
+        if kind.startswith((COMPONENT_PACKAGE, "pulumi:")):
             continue  # components, the stack and providers are no steps
         parent = resource.get("parent")
-        while parent and by_urn.get(str(parent), {}).get("type") not in (NODE_TYPE, None):
+        # Up to the node's component (its NodeFacts or BareMetalNode, named after the node).
+        while parent and by_urn.get(str(parent), {}).get("type") not in (*NODE_TYPES, None):
             parent = by_urn[str(parent)].get("parent")
         if parent and str(parent) in by_urn:
             counts[str(by_urn[str(parent)]["name"])] += 1

@@ -168,6 +168,46 @@ def test_a_refresh_tells_only_what_drifted() -> None:
     assert progress.nodes["gpu"].done == 1 and progress.nodes["gpu-2"].done == 1
 
 
+# The engine's URNs (the parent's whole type chain, no root stack), a node's facts step under its
+# NodeFacts, and a node called gpu-k3s, as gpu's K3sServer is.
+ENGINE = "urn:pulumi:prod::convecthub::"
+E_NODE = f"{ENGINE}convecthub:infra:BareMetalNode::gpu"
+E_K3S = f"{ENGINE}convecthub:infra:BareMetalNode$convecthub:infra:K3sServer::gpu-k3s"
+E_INSTALL = (
+    f"{ENGINE}convecthub:infra:BareMetalNode$convecthub:infra:K3sServer"
+    "$command:remote:Command::gpu-k3s-install"
+)
+E_FACTS_OF = f"{ENGINE}convecthub:infra:NodeFacts::gpu-k3s"
+E_FACTS = f"{ENGINE}convecthub:infra:NodeFacts$command:remote:Command::gpu-k3s-facts"
+E_HUB = f"{ENGINE}convecthub:infra:HubPlatform::hub"
+E_CERTIFICATE = f"{ENGINE}convecthub:infra:HubPlatform$command:remote:Command::hub-certificate"
+PARENTS |= {E_NODE: STACK, E_K3S: E_NODE, E_INSTALL: E_K3S, E_FACTS_OF: STACK}
+PARENTS |= {E_FACTS: E_FACTS_OF, E_HUB: STACK, E_CERTIFICATE: E_HUB}
+
+
+def test_engine_urns_name_each_steps_node_by_its_whole_name() -> None:
+    destroy = [
+        step("resourcePreEvent", E_INSTALL, "delete", 0),
+        step("resOutputsEvent", E_INSTALL, "delete", 1),
+        step("resourcePreEvent", E_FACTS, "delete", 1),
+        step("resOutputsEvent", E_FACTS, "delete", 2),
+        step("resourcePreEvent", E_CERTIFICATE, "delete", 2),
+        step("resOutputsEvent", E_CERTIFICATE, "delete", 3),
+    ]
+    _, lines = run(destroy, expected={"gpu": 0, "gpu-k3s": 0})
+    done = [line.split()[:2] for line in lines if "deleted" in line]
+    assert done == [["gpu", "k3s-install"], ["gpu-k3s", "facts"], ["hub", "certificate"]]
+    up = [
+        step("resourcePreEvent", STACK, "same", 0),
+        step("resourcePreEvent", E_FACTS_OF, "create", 0),
+        step("resourcePreEvent", E_FACTS, "create", 0),
+        step("resOutputsEvent", E_FACTS, "create", 4),
+    ]
+    progress, lines = run(up, expected={"gpu": 5, "gpu-k3s": 4})
+    assert lines[-1] == "gpu-k3s    facts                    created in 4s  (1/4)"
+    assert progress.node_summary() == ["gpu-k3s    1 create"]
+
+
 def test_expected_steps_counts_each_nodes_own_steps() -> None:
     resources = [
         {"urn": STACK, "type": "pulumi:pulumi:Stack", "name": "convecthub-prod", "parent": None},
