@@ -7,20 +7,21 @@ answering on the master's `hub.httpPort` / `hub.httpsPort`.
   certificate  the site's (`hub.tls`), else a self-signed one made once on the first server
                (hub-certificate.sh) for its address and `hub.hosts`
   release      the chart from its repository or `hub.chartFile`, atomic, with the program's
-               values, the site's values file and `hub.values` merged over them (theirs win)
+               values, the site's values file and `hub.values` merged over them (theirs win);
+               the Helm release `convecthub`, the resource `hub-release` (it was `convecthub`:
+               it keeps an alias)
   entry        a LoadBalancer Service on the proxy's ports: k3s's ServiceLB binds httpPort
                and httpsPort on the nodes labelled for it (the first server); the chart's own
                proxy-public Service stays inside the cluster
 
 Traefik: k3s's packaged Traefik would take 80 and 443 on every node, so it is off by default
-(`k3s.disable`); a site that keeps it serves the hub on other ports (stacks/config.py checks).
+(`k3s.disable`); a site that keeps it serves the hub on other ports (stacks/config checks).
 Profiles come from the fleet: one per kind of node (CPU, each GPU or NPU type), per resource
 group (the nodes' `org` label), each with the node selector and accelerator limits it needs.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,7 @@ from pulumi_kubernetes.helm import v3 as helm
 from components.chart_source import chart_source
 from components.node import BareMetalNode
 from components.remote_script import ScriptStep
+from components.steps import Component, StepKind
 from model.accelerator import accelerator_of
 from model.secrecy import (
     SecretSections,
@@ -41,13 +43,20 @@ from model.secrecy import (
     secret_value_paths,
     with_secrets_at,
 )
-from model.site import HubSettings, Node, StorageSettings, url_host
-from model.values_file import read_values_file
+from model.site import (
+    DEFAULT_HTTP_PORT,
+    DEFAULT_HTTPS_PORT,
+    HubSettings,
+    Node,
+    StorageSettings,
+    url_host,
+)
+from model.values_file import merge_values
 
 RELEASE_NAME = "convecthub"
 CHART = "jupyterhub"
 ENTRY_SERVICE = "convecthub-entry"
-CERTIFICATE_SCRIPT = "hub-certificate.sh"
+CERTIFICATE_SCRIPT = "hub-certificate.sh"  # StepKind.HUB_CERTIFICATE's
 SHARED_PASSWORD = "shared-password"
 # The chart's proxy pods (its matchLabels), and their named ports.
 PROXY_SELECTOR = {"app": "jupyterhub", "component": "proxy", "release": RELEASE_NAME}
@@ -146,7 +155,7 @@ def hub_values(
         "manual": {"cert": secrets.tls_certificate, "key": secrets.tls_key},
     }
     chp: dict[str, object] = {}
-    if hub.https_port != 443:
+    if hub.https_port != DEFAULT_HTTPS_PORT:
         # The chart's proxy redirects plain HTTP to port 443; the site serves HTTPS elsewhere.
         chp["extraCommandLineFlags"] = [f"--redirect-to={hub.https_port}"]
     return {
@@ -212,25 +221,6 @@ def home_claim_spec(storage: StorageSettings) -> dict[str, object]:
     }
 
 
-def merge_values(ours: Mapping[str, object], theirs: Mapping[str, object]) -> dict[str, object]:
-    """`theirs` over `ours`, as Helm merges values files: mappings merge key by key, anything
-    else (lists included) is replaced by theirs. Neither input is changed."""
-    merged: dict[str, object] = copy.copy(dict(ours))
-    for key, value in theirs.items():
-        mine = merged.get(key)
-        if isinstance(mine, Mapping) and isinstance(value, Mapping):
-            merged[key] = merge_values(mine, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def site_values(hub: HubSettings) -> dict[str, object]:
-    """The site's own values: its values file (the seed's jhub_config_path), then hub.values."""
-    from_file = read_values_file(hub.values_file) if hub.values_file else {}
-    return merge_values(from_file, hub.values)
-
-
 def release_values(
     values: Mapping[str, object], site: Mapping[str, object], secrets: SecretSections
 ) -> pulumi.Input[Mapping[str, object]]:
@@ -266,8 +256,8 @@ def hub_names(address: str, hub: HubSettings) -> list[str]:
 
 
 def hub_urls(address: str, hub: HubSettings) -> dict[str, str]:
-    https = "" if hub.https_port == 443 else f":{hub.https_port}"
-    http = "" if hub.http_port == 80 else f":{hub.http_port}"
+    https = "" if hub.https_port == DEFAULT_HTTPS_PORT else f":{hub.https_port}"
+    http = "" if hub.http_port == DEFAULT_HTTP_PORT else f":{hub.http_port}"
     host = url_host(hub.hosts[0] if hub.hosts else address)  # an IPv6 address in brackets
     return {"https": f"https://{host}{https}/", "http": f"http://{host}{http}/"}
 
@@ -292,7 +282,7 @@ class HubPlatform(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: HubPlatformArgs, opts: pulumi.ResourceOptions | None = None
     ):
-        super().__init__("convecthub:infra:HubPlatform", name, None, opts)
+        super().__init__(Component.HUB.type_token, name, None, opts)
         hub = args.settings
         secrets = args.secrets
         k8s = pulumi.ResourceOptions(parent=self, provider=args.provider)
@@ -326,7 +316,7 @@ class HubPlatform(pulumi.ComponentResource):
             tls_key=key,
             admin_password=self.admin_password,
         )
-        theirs = site_values(hub)
+        theirs = hub.site_values  # the values file's, then hub.values: the model's
         values = merge_values(hub_values(hub, args.nodes, hub_secrets, args.storage), theirs)
         namespace = kubernetes.core.v1.Namespace(
             f"{name}-namespace",
@@ -347,7 +337,7 @@ class HubPlatform(pulumi.ComponentResource):
         if hub.chart_file:
             source["chart"] = secrets.wrap(source["chart"], "hub")
         self.release = helm.Release(
-            RELEASE_NAME,
+            f"{name}-release",
             helm.ReleaseArgs(
                 name=RELEASE_NAME,
                 namespace=hub.namespace,
@@ -357,8 +347,13 @@ class HubPlatform(pulumi.ComponentResource):
                 values=release_values(values, theirs, secrets),
                 **source,
             ),
+            # It was named as the Helm release is.
             opts=pulumi.ResourceOptions.merge(
-                k8s, pulumi.ResourceOptions(depends_on=[namespace, *homes, *args.after])
+                k8s,
+                pulumi.ResourceOptions(
+                    depends_on=[namespace, *homes, *args.after],
+                    aliases=[pulumi.Alias(name=RELEASE_NAME)],
+                ),
             ),
         )
         self.entry = kubernetes.core.v1.Service(
@@ -455,7 +450,9 @@ class HubPlatform(pulumi.ComponentResource):
         # secret nodes section (Output secrecy carries that).
         plain, secret = secrets.split_env({"CONVECTHUB_HUB_NAMES": names}, {}, default=("hub",))
         step = ScriptStep(CERTIFICATE_SCRIPT, env=plain, secret_env=secret)
-        command = host.run_prepared(f"{name}-certificate", step, parent=self, secret_stdout=True)
+        command = host.run_prepared(
+            f"{name}-{StepKind.HUB_CERTIFICATE.suffix}", step, parent=self, secret_stdout=True
+        )
         pair = command.stdout.apply(json.loads)
         return (
             pulumi.Output.unsecret(pair.apply(lambda p: p["certificate"])),

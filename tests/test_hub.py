@@ -78,7 +78,7 @@ def gpu_site() -> dict:
 
 
 def release(rendering) -> dict:
-    return resources_by_name(rendering)["convecthub"]
+    return resources_by_name(rendering)["hub-release"]
 
 
 def test_the_dev_site_gets_the_hub_on_80_and_443(render) -> None:
@@ -191,7 +191,7 @@ def test_the_release_waits_for_every_node_and_the_device_plugins(render) -> None
 
 
 def release_dependencies(resources: dict) -> list[str]:
-    return resources["convecthub"]["dependencies"]
+    return resources["hub-release"]["dependencies"]
 
 
 def test_every_hub_secret_stays_secret(render) -> None:

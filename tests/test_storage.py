@@ -46,19 +46,19 @@ def test_the_hub_keeps_each_user_home_on_the_shared_volume(render) -> None:
     assert claim["spec"]["volumeName"] == "convecthub-home"
     assert claim["spec"]["storageClassName"] == "convecthub-nfs"
     assert resources["hub-storage-class"]["inputs"]["provisioner"] == "kubernetes.io/no-provisioner"
-    storage = resources["convecthub"]["inputs"]["values"]["singleuser"]["storage"]
+    storage = resources["hub-release"]["inputs"]["values"]["singleuser"]["storage"]
     assert storage == {
         "type": "static",
         "static": {"pvcName": "convecthub-home", "subPath": "home/{username}"},
     }
-    assert "hub-home-claim" in depends(resources["convecthub"])
+    assert "hub-home-claim" in depends(resources["hub-release"])
 
 
 def test_without_nfs_users_get_local_path_volumes(render) -> None:
     resources = resources_by_name(render(three_node_site()))
     assert not [name for name in resources if name.endswith("-storage")]
     assert "hub-home-volume" not in resources
-    storage = resources["convecthub"]["inputs"]["values"]["singleuser"]["storage"]
+    storage = resources["hub-release"]["inputs"]["values"]["singleuser"]["storage"]
     assert storage == {
         "type": "dynamic",
         "capacity": "10Gi",
