@@ -89,17 +89,17 @@ class GpuNode(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GpuNodeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(Component.GPU.type_token, name, None, opts)
-        host = args.node
-        node = host.model
-        accelerator = accelerator_of(node)
+        node = args.node
+        model = node.model
+        accelerator = accelerator_of(model)
         assert not accelerator.is_cpu
         secrets = args.secrets
         env, secret_env = secrets.split_env(
-            driver_env(node, args.settings), DRIVER_SOURCES, default=("gpu",)
+            driver_env(model, args.settings), DRIVER_SOURCES, default=("gpu",)
         )
         driver_step = ScriptStep(DRIVER_SCRIPT, env=env, secret_env=secret_env)
-        self.driver = host.run_prepared(
-            StepId(StepKind.GPU_DRIVER, node.name).resource_name,
+        self.driver = node.run_prepared(
+            StepId(StepKind.GPU_DRIVER, model.name).resource_name,
             driver_step,
             parent=self,
             reversible=False,
@@ -107,17 +107,17 @@ class GpuNode(pulumi.ComponentResource):
         self.ready = self.driver
         steps = [driver_step.describe().apply(lambda d: {"step": "gpu-driver", **d})]
         if accelerator.is_nvidia:
-            env = runtime_env(node, args.settings)
+            env = runtime_env(model, args.settings)
             plain, secret = secrets.split_env(
                 env, RUNTIME_SOURCES, default=("gpu",), secret=url_secrets(env, RUNTIME_URLS)
             )
             runtime_step = ScriptStep(RUNTIME_SCRIPT, env=plain, secret_env=secret)
-            self.runtime = host.run_prepared(
-                StepId(StepKind.GPU_RUNTIME, node.name).resource_name,
+            self.runtime = node.run_prepared(
+                StepId(StepKind.GPU_RUNTIME, model.name).resource_name,
                 runtime_step,
                 parent=self,
                 after=[self.driver],
-                connection=connection_args(node.host, through_reboot(host.ssh, args.settings)),
+                connection=connection_args(model.host, through_reboot(node.ssh, args.settings)),
             )
             self.ready = self.runtime
             steps.append(

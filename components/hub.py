@@ -444,13 +444,15 @@ class HubPlatform(pulumi.ComponentResource):
                 secrets.wrap(tls.certificate, "hub"),
                 pulumi.Output.secret(tls.key.get_secret_value()),
             )
-        host = args.first_server
-        names = host.address.apply(lambda address: ",".join(hub_names(address, args.settings)))
+        first_server = args.first_server
+        names = first_server.address.apply(
+            lambda address: ",".join(hub_names(address, args.settings))
+        )
         # hub.hosts are the hub's; the first server's address is secret when it comes from a
         # secret nodes section (Output secrecy carries that).
         plain, secret = secrets.split_env({"CONVECTHUB_HUB_NAMES": names}, {}, default=("hub",))
         step = ScriptStep(CERTIFICATE_SCRIPT, env=plain, secret_env=secret)
-        command = host.run_prepared(
+        command = first_server.run_prepared(
             f"{name}-{StepKind.HUB_CERTIFICATE.suffix}", step, parent=self, secret_stdout=True
         )
         pair = command.stdout.apply(json.loads)

@@ -243,41 +243,41 @@ class _K3sNode(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None,
     ):
         super().__init__(component.type_token, name, None, opts)
-        host, cluster = args.node, args.cluster
-        self._node = host.model.name
+        node, cluster = args.node, args.cluster
+        self._node = node.model.name
         bundle_root = None
         copies: list[pulumi.Resource] = []
         bundle = cluster.registry.airgap_bundle
         if bundle is not None:
-            bundle_root = host.facts.apply(lambda facts: f"{facts['home']}/{REMOTE_DIR}")
+            bundle_root = node.facts.apply(lambda facts: f"{facts['home']}/{REMOTE_DIR}")
             copies = self._copy_bundle(args, bundle, bundle_root)
         env, secret_env = self._install_env(args, bundle_root)
         install_step = ScriptStep(INSTALL_SCRIPT, env=env, secret_env=secret_env)
-        on_node = [host.ready, *([args.gpu_ready] if args.gpu_ready is not None else [])]
-        self.install = host.run_prepared(
+        on_node = [node.ready, *([args.gpu_ready] if args.gpu_ready is not None else [])]
+        self.install = node.run_prepared(
             self._step(StepKind.K3S_INSTALL),
             install_step,
             parent=self,
             after=[*on_node, *copies, *args.after],
         )
         plain, secret = cluster.secrets.split_env(
-            membership_env(host.model, cluster.settings, binds_service_ports=args.role.first),
+            membership_env(node.model, cluster.settings, binds_service_ports=args.role.first),
             MEMBERSHIP_SOURCES,
             default=("k3s",),
         )
         membership_step = ScriptStep(MEMBERSHIP_SCRIPT, env=plain, secret_env=secret)
-        first = cluster.first_server
+        first_server = cluster.first_server
         self.membership = script_command(
             self._step(StepKind.MEMBERSHIP),
             membership_step,
-            connection=first.connection,
-            login_user=first.user,
+            connection=first_server.connection,
+            login_user=first_server.user,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.install, *args.after]),
         )
         self._steps = [
             install_step.describe().apply(lambda d: {"step": "k3s", "action": "apply", **d}),
             membership_step.describe().apply(
-                lambda d: {"step": "membership", "action": "apply", "on": first.name, **d}
+                lambda d: {"step": "membership", "action": "apply", "on": first_server.name, **d}
             ),
         ]
 
@@ -340,21 +340,21 @@ class _K3sNode(pulumi.ComponentResource):
         self, args: K3sNodeArgs, bundle: AirgapBundle, bundle_root: pulumi.Output[str]
     ) -> list[pulumi.Resource]:
         """The airgap bundle's files for this node's arch, to `bundle_root` on the node."""
-        host = args.node
-        arch = host.model.arch
+        node = args.node
+        arch = node.model.arch
         binaries = remote.CopyToRemote(
             self._step(StepKind.K3S_BUNDLE),
-            connection=host.connection,
+            connection=node.connection,
             source=pulumi.FileArchive(str(bundle.binaries(arch))),
             remote_path=bundle_root,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[host.node_facts.command]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[node.node_facts.command]),
         )
         copies: list[pulumi.Resource] = [binaries]
         if args.holds_images:
             copies.append(
                 remote.CopyToRemote(
                     self._step(StepKind.K3S_IMAGES),
-                    connection=host.connection,
+                    connection=node.connection,
                     source=pulumi.FileArchive(str(bundle.images(arch))),
                     remote_path=bundle_root.apply(lambda root: f"{root}/images"),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[binaries]),

@@ -19,9 +19,10 @@ from pathlib import Path
 import pulumi
 from pulumi_command import remote
 
+from model.secrecy import SECRET_MASK as SECRET_MASK  # the render has taken it from here
+
 SCRIPTS_DIR = Path(__file__).with_name("scripts")
 COMMON_SCRIPT = "common.sh"
-SECRET_MASK = "[secret]"
 _ENV_NAME = re.compile(r"^CONVECTHUB_[A-Z0-9_]+$")
 
 

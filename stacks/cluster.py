@@ -109,7 +109,7 @@ class Cluster:
                 "address": resolved[1],
                 **{key: resolved[0].get(key) for key in SUMMARY_FACTS},
                 # What the node carries: the hub's labels too, not just the config's.
-                "labels": node_labels(node, node.name == self.site.servers[0].name),
+                "labels": node_labels(node, node.name == self.site.first_server.name),
             }
         )
 
@@ -205,11 +205,11 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
     servers: dict[str, K3sServer] = {}
     previous: list[pulumi.Resource] = []
     for index, node in enumerate(site.servers):
-        first = index == 0
+        is_first = index == 0
         role = K3sRole(
             server=True,
-            first=first,
-            cluster_init=first and len(site.servers) > 1,
+            first=is_first,
+            cluster_init=is_first and len(site.servers) > 1,
             embedded_registry=embedded_registry,
         )
         server = K3sServer(
@@ -218,11 +218,11 @@ def build_cluster(site: Site, secrets: SecretSections | None = None) -> Cluster:
                 node=nodes[node.name],
                 cluster=k3s,
                 role=role,
-                join_url=None if first else first_server_url,
+                join_url=None if is_first else first_server_url,
                 holds_images=_holds_images(site, node),
                 gpu_ready=gpu_ready(node),
                 after=previous,
-                api_server=api_server if first else None,
+                api_server=api_server if is_first else None,
             ),
             pulumi.ResourceOptions(parent=nodes[node.name]),
         )
