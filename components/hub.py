@@ -265,11 +265,11 @@ def hub_urls(address: str, hub: HubSettings) -> dict[str, str]:
 @dataclass(frozen=True)
 class HubPlatformArgs:
     settings: HubSettings
-    storage: StorageSettings
-    nodes: Sequence[Node]
-    first_server: BareMetalNode
-    provider: kubernetes.Provider
-    after: Sequence[pulumi.Resource]  # the nodes' memberships, the device plugins
+    storage: StorageSettings  # the shared NFS export users' homes live on, if any
+    nodes: Sequence[Node]  # the fleet, as the model has it: the profiles come from it
+    first_server: BareMetalNode  # the hub answers on its address; its certificate is made there
+    provider: kubernetes.Provider  # the cluster's
+    after: Sequence[pulumi.Resource]  # the nodes' memberships, the device plugins' workloads
     secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 

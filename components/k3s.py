@@ -290,21 +290,21 @@ class _K3sNode(pulumi.ComponentResource):
         args: K3sNodeArgs, bundle_root: pulumi.Output[str] | None
     ) -> tuple[dict[str, pulumi.Input[str]], dict[str, pulumi.Input[str]]]:
         """k3s-install.sh's environment, and the part of it that is secret."""
-        role, cluster, node = args.role, args.cluster, args.node.model
+        role, cluster, model = args.role, args.cluster, args.node.model
         settings = cluster.settings
         config = pulumi.Output.all(args.node.address, args.join_url).apply(
             lambda resolved: to_yaml(
-                k3s_config(node, settings, role, address=resolved[0], join_url=resolved[1])
+                k3s_config(model, settings, role, address=resolved[0], join_url=resolved[1])
             )
         )
         env: dict[str, pulumi.Input[str]] = {
-            "CONVECTHUB_NODE_NAME": node.name,
+            "CONVECTHUB_NODE_NAME": model.name,
             "CONVECTHUB_K3S_ROLE": "server" if role.server else "agent",
             "CONVECTHUB_K3S_VERSION": settings.version,
             "CONVECTHUB_K3S_CONFIG": config,
             "CONVECTHUB_READY_TIMEOUT": str(settings.ready_timeout_seconds),
         }
-        arch = node.arch
+        arch = model.arch
         if bundle_root is not None:
             env["CONVECTHUB_BUNDLE_ROOT"] = bundle_root
             env["CONVECTHUB_BUNDLE_DIR"] = bundle_root.apply(lambda root: f"{root}/{arch}")
