@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from pulumi.automation import (
     StackNotFoundError,
 )
 
+from components.steps import NODE_COMPONENTS, Component, StepTable, urn_name
 from model.defaults import is_k3s_release, upgrade_refusal
 from model.secrecy import SECRET_MASK
 from stacks.backend import Backend, BackendError, backend_for
@@ -151,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
             stack_file, say, record_host_keys=args.command == "up"
         )
         resources = _state_resources(backend, project, args.stack)
-        _check_k3s_upgrade(args.command, site_name, target, resources, say)
+        _check_k3s_upgrade(args.command, site_name, target, resources, say, nodes=expected)
     else:
         expected = dict.fromkeys(_node_names(stack_file), 0)
     workspace = LocalWorkspace(
@@ -202,7 +203,8 @@ def _check_site(
 
 
 # The components whose registered outputs hold the k3s release each node last got.
-K3S_COMPONENTS = ("convecthub:infra:K3sServer", "convecthub:infra:K3sAgent")
+K3S_COMPONENTS = (Component.K3S_SERVER.type_token, Component.K3S_AGENT.type_token)
+NODE_TYPES = tuple(component.type_token for component in NODE_COMPONENTS)
 
 
 def _check_k3s_upgrade(
@@ -211,12 +213,15 @@ def _check_k3s_upgrade(
     target: str,
     resources: list[dict],
     say: Callable[[str], None],
+    *,
+    nodes: Iterable[str] = (),
 ) -> None:
     """What the state says each node's k3s last got, against what the stack file asks for now:
     the move is shown (preview and up), and a move of more than one Kubernetes minor (or back
     one) is a warning in a preview and stops an up before the CLI runs it, in one line. The
-    node scripts refuse it too (k3s-install.sh); this says it before anything is touched."""
-    applied = _applied_k3s_versions(resources)
+    node scripts refuse it too (k3s-install.sh); this says it before anything is touched.
+    `nodes` are the site's (the state's own node components count too)."""
+    applied = _applied_k3s_versions(resources, nodes)
     moving = {node: version for node, version in applied.items() if version != target}
     if not moving:
         return
@@ -233,21 +238,31 @@ def _check_k3s_upgrade(
     print(f"warning: {message}; up refuses this", file=sys.stderr)
 
 
-def _applied_k3s_versions(resources: list[dict]) -> dict[str, str]:
+def _applied_k3s_versions(resources: list[dict], nodes: Iterable[str] = ()) -> dict[str, str]:
     """Per node, the k3s release its k3s step last got (from the state's K3sServer and
-    K3sAgent outputs; a secret one is not read)."""
+    K3sAgent outputs; a secret one is not read). A component's node is found by its type and
+    name among the steps of `nodes` and of the node components the state holds (a node the
+    stack file no longer lists still has its K3s component in the state)."""
+    identities = [(r, r.get("type"), r.get("urn")) for r in resources]
+    known = [(r, type_, urn_name(urn)) for r, type_, urn in identities if _is_urn(urn)]
+    in_state = [name for _, type_, name in known if type_ in NODE_TYPES]
+    table = StepTable(dict.fromkeys([*nodes, *in_state]))
     versions = {}
-    for resource in resources:
-        if resource.get("type") not in K3S_COMPONENTS:
+    for resource, type_, name in known:
+        node = table.node_of_component(type_, name) if type_ in K3S_COMPONENTS else None
+        if node is None:
             continue
-        name = str(resource.get("urn", "")).rsplit("::", 1)[-1].removesuffix("-k3s")
         steps = (resource.get("outputs") or {}).get("steps")
         for step in steps if isinstance(steps, list) else []:
             env = step.get("env") if isinstance(step, dict) and step.get("step") == "k3s" else None
             version = env.get("CONVECTHUB_K3S_VERSION") if isinstance(env, dict) else None
             if isinstance(version, str) and is_k3s_release(version):
-                versions[name] = version
+                versions[node] = version
     return versions
+
+
+def _is_urn(value: object) -> bool:
+    return isinstance(value, str) and value.count("::") >= 3
 
 
 def _state_resources(backend: Backend, project: str, stack: str) -> list[dict]:

@@ -8,7 +8,7 @@ changed by operation, by resource type and by node.
 A resource's node is found by its name, looked up whole in the site's StepTable
 (components/steps.py: `gpu-2-facts` is gpu-2's facts step, never gpu's); else by its parents as
 reported, up to the node's component (a NodeFacts or a BareMetalNode, named after the node);
-the rest, the hub and the device plugins, belong to their site-wide component, or to the site.
+the rest belong to the hub, when they are part of it, or to the site (the device plugins too).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from components.steps import (
     NODE_COMPONENTS,
     SITE_COMPONENT_NAMES,
     STACK_TYPE,
+    Component,
     StepId,
     StepTable,
     type_chain,
@@ -34,6 +35,9 @@ from components.steps import (
 )
 
 NODE_TYPES = frozenset(component.type_token for component in NODE_COMPONENTS)
+# The site-wide components whose resources are told under the component's name (the hub's);
+# the device plugins' are the site's.
+GROUP_TYPES = frozenset({Component.HUB.type_token})
 SITE_LABEL = "site"
 # Engine operations that leave a resource as it was.
 UNCHANGED_OPS = {OpType.SAME, OpType.READ, OpType.REFRESH}
@@ -118,8 +122,7 @@ class RunProgress:
                 self.duration_seconds = event.summary_event.duration_seconds
 
     def node_of(self, urn: str) -> str:
-        """The node a resource runs on; else the site-wide component it is part of (the hub,
-        a device plugin); else "site"."""
+        """The node a resource runs on; else "hub" for the hub's; else "site"."""
         if urn.count("::") < 3:  # no resource's URN
             return SITE_LABEL
         reported = self._steps.get(urn)
@@ -138,13 +141,15 @@ class RunProgress:
                 types = type_chain(current)
                 if types[-1] in NODE_TYPES:
                     return urn_name(current)
-                if current != urn and len(types) == 1 and types != [STACK_TYPE]:
-                    return urn_name(current)  # a top-level component: the hub, a device plugin
+                if current != urn and len(types) == 1 and types[0] in GROUP_TYPES:
+                    return urn_name(current)  # a top-level component: the hub
                 break
             if step.type in NODE_TYPES:
                 return step.name
             if step.type == STACK_TYPE:
-                return top.name if top is not None and top.urn != urn else SITE_LABEL
+                if top is not None and top.urn != urn and top.type in GROUP_TYPES:
+                    return top.name
+                return SITE_LABEL
             top = step
             current = step.parent
         return SITE_LABEL
