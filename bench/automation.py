@@ -22,6 +22,7 @@ import yaml
 from pulumi.automation import EngineEvent
 
 from bench.graph import fleet
+from components.steps import COMPONENT_PACKAGE, STACK_TYPE
 from stacks.automation import _check_site
 from stacks.progress import RunProgress, expected_steps
 from stacks.render import evaluate
@@ -36,7 +37,7 @@ def up_events(resources: list[dict]) -> list[EngineEvent]:
             "type": resource["type"],
             "urn": resource["urn"],
             "parent": resource.get("parent") or "",
-            "custom": not resource["type"].startswith(("convecthub:infra:", "pulumi:pulumi:")),
+            "custom": not resource["type"].startswith((COMPONENT_PACKAGE, STACK_TYPE)),
         }
         metadata = {"op": "create", "urn": resource["urn"], "type": resource["type"], "new": state}
         for kind in ("resourcePreEvent", "resOutputsEvent"):

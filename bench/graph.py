@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from components.steps import COMPONENT_PACKAGE
 from model.defaults import HUB_CHART_VERSION, K3S_VERSION
 from stacks.render import Rendering, evaluate
 from stacks.stackfile import read_stack_file
@@ -86,9 +87,9 @@ def measure(size: int, servers: int, repeat: int) -> dict:
             rendering = evaluate(stack)
             timings.append(time.perf_counter() - started)
     custom = [
-        r for r in rendering.resources if not r["type"].startswith(("pulumi:", "convecthub:"))
+        r for r in rendering.resources if not r["type"].startswith(("pulumi:", COMPONENT_PACKAGE))
     ]
-    components = [r for r in rendering.resources if r["type"].startswith("convecthub:")]
+    components = [r for r in rendering.resources if r["type"].startswith(COMPONENT_PACKAGE)]
     input_bytes = sum(len(json.dumps(r["inputs"])) for r in rendering.resources)
     best = min(timings)
     return {
