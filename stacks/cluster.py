@@ -2,14 +2,15 @@
 
 NodeFacts     per node: its preflight, every node's before any OS prep
 BareMetalNode per node: OS prep with the fleet's hosts list, then the shared storage mount
-              when the site has NFS
+              when the site has NFS; the node's one handle for the layers above
 GpuNode       per GPU/NPU node, after its OS prep
-docker        per node that wants Docker, after its OS prep and GPU layer (k3s never waits)
+DockerEngine  per node that wants Docker, after its OS prep and GPU layer (k3s never waits)
 K3sServer     per server, one after another: server n joins once server n-1 is Ready
 K3sAgent      per agent, all in parallel once the servers are up
 kubernetes    provider from the first server's kubeconfig, for the layers above the cluster:
-              the NVIDIA and Ascend device plugins, once their nodes are labelled, and
-HubPlatform   ConvectHub (the JupyterHub chart) on the master's ports, after all of that
+NvidiaDevicePlugin, AscendDevicePlugin
+              once the nodes of their vendor are labelled, and
+HubPlatform   ConvectHub (the JupyterHub chart) on the first server's ports, after all of that
 """
 
 from __future__ import annotations
