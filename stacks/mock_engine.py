@@ -16,7 +16,7 @@ engine keeps the parent's whole chain and leaves the root stack out (`components
 A stand-in with the mock's URNs would not see that moving a component moves every resource
 under it, so the stand-ins use the engine's.
 
-Aliases follow the engine's step generator (pkg/v3 resource/deploy/step_generator.go, v3.274):
+Aliases follow the engine's step generator (as of Pulumi v3.274):
 each alias the program gives is collapsed to a URN (an unset name, type or parent is the
 resource's own; a parent that was itself found under an alias is taken at its old URN; the root
 stack counts as no parent); then, when the parent was found under an alias, the child is also
