@@ -275,13 +275,21 @@ class RunProgress:
 
 
 def expected_steps(resources: list[Mapping[str, object]]) -> dict[str, int]:
-    """How many steps each node has, from the offline render's resources (`stacks.render`)."""
+    """How many steps each node has, from the offline render's resources (`stacks.render`):
+    a node's step by its whole name (a node's facts step is the stack's own resource), any
+    other resource by its parents, up to its node's component."""
     by_urn = {str(r["urn"]): r for r in resources}
+    nodes = [str(r["name"]) for r in resources if r["type"] in NODE_TYPES]
+    table = StepTable(dict.fromkeys(nodes))
     counts: Counter[str] = Counter()
     for resource in resources:
         kind = str(resource["type"])
         if kind.startswith((COMPONENT_PACKAGE, "pulumi:")):
             continue  # components, the stack and providers are no steps
+        step = table.step(str(resource["name"]))
+        if step is not None and step.node is not None and step.type_token == kind:
+            counts[step.node] += 1
+            continue
         parent = resource.get("parent")
         # Up to the node's component (its NodeFacts or BareMetalNode, named after the node).
         while parent and by_urn.get(str(parent), {}).get("type") not in (*NODE_TYPES, None):
