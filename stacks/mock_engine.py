@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import gc
 import json
-import threading
 from collections.abc import Callable, Iterable
 
 import pulumi
@@ -43,7 +42,6 @@ from pulumi.runtime.stack import run_in_stack, wait_for_rpcs
 from components.node import FACT_FIELDS, reviewing_placeholder_facts
 from components.steps import (
     COMMAND_TYPE,
-    NODE_COMPONENTS,
     StepKind,
     StepTable,
     new_urn,
@@ -52,11 +50,11 @@ from components.steps import (
 )
 from model.secrecy import SECRET_MASK
 from stacks import program
+from stacks.config import ConfigError, decode_config
 from stacks.stackfile import StackFile
 
 RANDOM_PASSWORD_TYPE = "random:index/randomPassword:RandomPassword"
 RANDOM_ID_TYPE = "random:index/randomId:RandomId"
-_NODE_TYPES = frozenset(component.type_token for component in NODE_COMPONENTS)
 
 
 def placeholder_facts(node_name: str) -> dict[str, str]:
@@ -70,16 +68,13 @@ class StandInProviders(pulumi.runtime.Mocks):
     command prints `<name.stdout>`, and a generated password or id is `<generated>`.
 
     A step is known by its name in `steps`, the site's StepTable. Without one (a test's own
-    monitor), each node component that registers names a node: a node's component registers
-    before its steps."""
+    monitor), `run_program` gives it the steps of the nodes the stack file lists."""
 
     # Its facts are placeholders, which the program then takes as they are (nothing ran).
     answers_facts_with_placeholders = True
 
     def __init__(self, steps: StepTable | None = None):
-        self._steps = steps
-        self._learning = steps is None
-        self._lock = threading.Lock()
+        self.steps = steps
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
@@ -89,19 +84,13 @@ class StandInProviders(pulumi.runtime.Mocks):
             state["result"] = "<generated>"
         elif args.typ == RANDOM_ID_TYPE:
             state.update({name: "<generated>" for name in ("hex", "b64_std", "b64_url", "dec")})
-        elif self._learning and args.typ in _NODE_TYPES:
-            with self._lock:
-                known = self._steps.nodes if self._steps is not None else ()
-                if args.name not in known:
-                    self._steps = StepTable((*known, args.name))
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
         return {}, []
 
     def _stdout(self, name: str) -> str:
-        with self._lock:
-            step = self._steps.step(name) if self._steps is not None else None
+        step = self.steps.step(name) if self.steps is not None else None
         if step is not None and step.kind is StepKind.FACTS:
             assert step.node is not None
             return json.dumps(placeholder_facts(step.node))
@@ -287,7 +276,10 @@ def run_program(stack: StackFile, monitor: RecordingMonitor, *, preview: bool) -
         settings.set_root_resource(None)  # type: ignore[arg-type]
         monitor.recorded.clear()
         pulumi.runtime.set_all_config(dict(stack.config), list(stack.secret_keys))
-        placeholders = getattr(monitor.mocks, "answers_facts_with_placeholders", False)
+        providers = monitor.mocks
+        if isinstance(providers, StandInProviders) and providers.steps is None:
+            providers.steps = StepTable(listed_nodes(stack))
+        placeholders = getattr(providers, "answers_facts_with_placeholders", False)
         with reviewing_placeholder_facts() if placeholders else contextlib.nullcontext():
             loop.run_until_complete(run_in_stack(program.run))
     finally:
@@ -296,6 +288,17 @@ def run_program(stack: StackFile, monitor: RecordingMonitor, *, preview: bool) -
         loop.close()
         if collecting:
             gc.enable()
+
+
+def listed_nodes(stack: StackFile) -> list[str]:
+    """The names of the nodes the stack file lists, unchecked (the program checks them)."""
+    try:
+        nodes = decode_config(stack.config).get("nodes")
+    except ConfigError:
+        return []
+    if not isinstance(nodes, list):
+        return []
+    return [n["name"] for n in nodes if isinstance(n, dict) and isinstance(n.get("name"), str)]
 
 
 def forget_pending_outputs() -> None:
