@@ -11,9 +11,9 @@ its command text or by taking its name apart: `StepTable` looks a name up whole.
     site step        <component>-<kind>       hub-certificate (runs on the first server)
     node component   <node>[-<part>]          gpu1 (BareMetalNode), gpu1-k3s (K3sServer)
 
-URNs are the engine's (pulumi/pulumi sdk/v3 go/common/resource/urn, `New`): the parent's
-whole type chain before the resource's own type, the root stack's left out. An alias that
-names a parent which no longer exists (a step that moved out of it) gives that parent's URN.
+URNs are the engine's (as Pulumi v3.274 makes them): the parent's whole type chain before
+the resource's own type, the root stack's left out. An alias that names a parent which no
+longer exists (a step that moved out of it) gives that parent's URN.
 """
 
 from __future__ import annotations

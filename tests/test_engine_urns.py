@@ -2,11 +2,11 @@
 resolver, components/steps.py `new_urn`), each expectation worked out by hand from the rules:
 
 - a URN is `urn:pulumi:<stack>::<project>::<types>::<name>`, where <types> is the parent's whole
-  type chain, `$`, the resource's own type; the root stack is no parent (pulumi sdk/v3
-  go/common/resource/urn.go `New`);
+  type chain, `$`, the resource's own type; the root stack is no parent (as Pulumi
+  v3.274's engine makes URNs);
 - an alias is collapsed to a URN: an unset name or type is the resource's own, an unset parent
   its (new) parent, `parent=ROOT_STACK_RESOURCE` (noParent) none, a parent URN that itself was
-  found under an alias its old URN (step_generator.go `collapseAliasToUrn`);
+  found under an alias its old URN (the engine's step generator);
 - a child of a parent found under an alias is also looked for under that old parent, its name
   and each of its own aliases' names with the parent's old name in place of the new where they
   start with it (`inheritedChildAlias`, `generateAliases`);
