@@ -9,8 +9,10 @@ The "engine" is the project's offline render: the program is evaluated under moc
 stack file in the working directory, and each resource's inputs, compared with the state, decide
 its operation (create, update, same; what the state has and the program not: delete). A resource
 is matched to the state as the engine matches it, by its URN first, then by its aliases
-(stacks/engine_urns.py): one found under an alias is compared with that old entry, which it
-replaces in the state under its new URN (nothing is deleted for it). Events go
+(stacks/mock_engine.py): one found under an alias is compared with that old entry, which it
+replaces in the state under its new URN (nothing is deleted for it). Steps run in dependency
+order, as the engine runs them: a resource after its parent, its provider and what it depends
+on (else in the rendering's order, one at a time); deletes come last. Events go
 to the caller the way the CLI sends them: over gRPC to `--event-log tcp://...` (CLI versions
 after 3.205), or as JSON lines into the `--event-log` file (earlier ones).
 
@@ -266,6 +268,7 @@ class Engine:
                 steps.append(("same", resource))
             else:
                 steps.append(("update", resource))
+        steps = _dependency_order(steps)
         # What was taken over under an alias is the new resource now: it is not deleted.
         planned = {resource["urn"] for resource in rendering.resources}
         planned |= set(self.aliased.values())
@@ -340,6 +343,30 @@ class Engine:
                 "resourceChanges": changes,
             }
         )
+
+
+def _dependency_order(steps: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The steps as the engine runs them: each once its parent, its provider and what it
+    depends on are done; of those ready, the first in the rendering's order."""
+    planned = {resource["urn"] for _, resource in steps}
+    pending = list(steps)
+    done: set[str] = set()
+    ordered = []
+
+    def ready(resource: dict) -> bool:
+        needs = [resource.get("parent"), resource.get("provider"), *resource["dependencies"]]
+        return all(need not in planned or need in done for need in needs if need)
+
+    while pending:
+        # None: a cycle, which the engine refuses; the rest is left in the rendering's order.
+        index = next((i for i, (_, resource) in enumerate(pending) if ready(resource)), None)
+        if index is None:
+            ordered.extend(pending)
+            break
+        step = pending.pop(index)
+        ordered.append(step)
+        done.add(step[1]["urn"])
+    return ordered
 
 
 def _renamed(done: dict[str, dict], old_urn: str, resource: dict) -> dict[str, dict]:
