@@ -2,6 +2,7 @@
 are in (components/node_facts.py: NodeFacts, the preflight that comes first).
 
 Its steps, each a `remote.Command` running a script of `components/scripts/`:
+  facts    node-facts.sh: its NodeFacts's, a resource of the stack's own, reported first here.
   os-prep  os-prep.sh apply; `delete` runs os-prep.sh remove.
   storage  with convecthub:storage.nfs, storage-mount.sh apply (remove on delete): the
            site's NFS export at /data/k8s.
@@ -149,7 +150,10 @@ class BareMetalNode(pulumi.ComponentResource):
             login_user=self.user,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[args.facts.command]),
         )
-        described = [step.describe().apply(lambda d: {"step": "os-prep", "action": "apply", **d})]
+        described = [
+            args.facts.describe(),
+            step.describe().apply(lambda d: {"step": "os-prep", "action": "apply", **d}),
+        ]
         self.ready = self.os_prep_command
         self.storage_command = None
         storage = args.storage
@@ -165,7 +169,7 @@ class BareMetalNode(pulumi.ComponentResource):
             described.append(
                 mount.describe().apply(lambda d: {"step": "storage", "action": "apply", **d})
             )
-        # The facts step's description is its NodeFacts's output.
+        # The node's steps, its facts step first (a resource of the stack's: NodeFacts).
         self.register_outputs({"facts": self.facts, "address": self.address, "steps": described})
 
     @property

@@ -6,8 +6,10 @@ sudo, ...). The facts are held to the model's grammar here (`parse_facts`); the 
 is the configured one, else the one it reports. Every node's facts come first: the fleet's
 hosts list, which each node's OS prep writes, needs every address (components/node.py).
 
-The facts step was a child of the node's BareMetalNode: it keeps an alias to its URN there, so
-a live site takes it over as it is.
+NodeFacts is no component of its own (a new component would be a new resource on a live
+site): its step is a resource of the stack's, with an alias to where it was, under the node's
+BareMetalNode of the same name, so a live site takes it over as it is. The BareMetalNode
+reports the step first among its own (components/node.py).
 """
 
 from __future__ import annotations
@@ -128,37 +130,40 @@ class NodeFactsArgs:
     secrets: SecretSections = field(default_factory=SecretSections)  # the secret sections
 
 
-class NodeFacts(pulumi.ComponentResource):
-    """One machine's preflight: its SSH connection and login, its facts and its address.
-    Named after the node."""
+class NodeFacts:
+    """One machine's preflight: its SSH connection and login, its facts step (`command`), its
+    facts and its address. Its step is named after the node: `<node>-facts`."""
 
+    name: str
     model: Node
     ssh: SshSettings
     connection: remote.ConnectionArgs
     user: str  # the login user on the node
+    step: ScriptStep  # what the facts step runs
     command: remote.Command  # the facts step
     facts: pulumi.Output[dict]
     address: pulumi.Output[str]  # the configured address, else the one the node reports
 
-    def __init__(self, name: str, args: NodeFactsArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__(Component.NODE_FACTS.type_token, name, None, opts)
+    def __init__(self, name: str, args: NodeFactsArgs):
         node, secrets = args.node, args.secrets
+        self.name = name
         self.model = node
         self.ssh = args.ssh
         self.user = login_user(args.ssh)
         self.connection = connection_args(node.host, args.ssh)
         env, secret_env = secrets.split_env(facts_env(node), FACTS_SOURCES, default=("nodes",))
-        step = ScriptStep(FACTS_SCRIPT, env=env, secret_env=secret_env)
-        # Where the step was: under the node's BareMetalNode, of the same name.
+        self.step = ScriptStep(FACTS_SCRIPT, env=env, secret_env=secret_env)
+        # Where the step was: under the node's BareMetalNode, of the node's name (a component
+        # of the stack's own, so its URN has no parent's type before its own).
         node_urn = new_urn(
             pulumi.get_stack(), pulumi.get_project(), "", Component.NODE.type_token, name
         )
         self.command = script_command(
             StepId(StepKind.FACTS, name).resource_name,
-            step,
+            self.step,
             connection=self.connection,
             login_user=self.user,
-            opts=pulumi.ResourceOptions(parent=self, aliases=[pulumi.Alias(parent=node_urn)]),
+            opts=pulumi.ResourceOptions(aliases=[pulumi.Alias(parent=node_urn)]),
             reversible=False,
             as_root=False,
         )
@@ -168,5 +173,7 @@ class NodeFacts(pulumi.ComponentResource):
             if node.address
             else self.facts.apply(lambda facts: facts["address"])
         )
-        described = [step.describe().apply(lambda d: {"step": "facts", **d})]
-        self.register_outputs({"facts": self.facts, "address": self.address, "steps": described})
+
+    def describe(self) -> pulumi.Output[dict]:
+        """The facts step as the render lists it (its BareMetalNode reports it first)."""
+        return self.step.describe().apply(lambda d: {"step": "facts", **d})

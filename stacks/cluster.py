@@ -1,6 +1,6 @@
 """Wires the components from the site model.
 
-NodeFacts     per node: its preflight, every node's before any OS prep
+NodeFacts     per node: its preflight (a step of the stack's own), every node's before any OS prep
 BareMetalNode per node: OS prep with the fleet's hosts list, then the shared storage mount
               when the site has NFS; the node's one handle for the layers above
 GpuNode       per GPU/NPU node, after its OS prep

@@ -128,7 +128,7 @@ def test_up_creates_the_stack_and_reports_each_node(project: Path, cli_env: dict
     assert lines[0] == "site site: 3 node(s), 15 steps"
     assert re.search(r"^master +facts +created in 1s  \(1/5\)$", result.stdout, re.M)
     assert re.search(r"^worker2 +gpu-runtime +created in 1s  \(\d/6\)$", result.stdout, re.M)
-    assert re.search(r"^hub +convecthub +created in 1s$", result.stdout, re.M)
+    assert re.search(r"^hub +release +created in 1s$", result.stdout, re.M)
     assert re.search(r"^up succeeded for site site in \d+s: \d+ create$", result.stdout, re.M)
     assert re.search(r"^worker1 +4 create$", result.stdout, re.M)
     assert 'output hubAdminPassword: "[secret]"' in lines

@@ -39,16 +39,12 @@ def test_no_docker_unless_the_site_asks_for_it(render) -> None:
 def test_docker_goes_exactly_where_wanted_and_a_node_may_say_no(render) -> None:
     values = docker_site()
     values["nodes"][1]["installDocker"] = False
-    rendering = render(values)
-    resources = resources_by_name(rendering)
+    resources = resources_by_name(render(values))
     engines = {
         r["name"] for r in resources.values() if r["type"] == "convecthub:infra:DockerEngine"
     }
     assert engines == {"master-docker", "worker2-docker"}
-    assert (
-        resources["master-docker"]["parent"]
-        == rendering.components("BareMetalNode")["master"]["urn"]
-    )
+    assert resources["master-docker"]["parent"] == resources["master"]["urn"]
     engine = resources["master-docker-engine"]["inputs"]
     assert engine["create"].endswith("/bin/bash -s apply  # docker-engine.sh")
     assert engine["delete"].endswith("/bin/bash -s remove  # docker-engine.sh")

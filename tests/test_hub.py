@@ -329,7 +329,7 @@ def test_unchanged_config_gives_the_hub_unchanged_inputs(render, tmp_path) -> No
 
     def hub_inputs(values: dict) -> dict:
         resources = resources_by_name(render(values))
-        return {n: r["inputs"] for n, r in resources.items() if n.startswith(("hub", "convecthub"))}
+        return {n: r["inputs"] for n, r in resources.items() if n.startswith("hub")}
 
     assert hub_inputs(gpu_site()) == hub_inputs(gpu_site())
     grown = gpu_site()

@@ -32,11 +32,11 @@ def test_each_node_gets_facts_then_os_prep(render, site) -> None:
     rendering = render(site)
     resources = resources_by_name(rendering)
     for name in ("master", "worker1", "worker2"):
-        # The node's NodeFacts holds its facts step, its BareMetalNode (of the same name) the rest.
-        component = rendering.components("BareMetalNode")[name]
+        component = resources[name]
         assert component["type"] == "convecthub:infra:BareMetalNode"
         facts, prep = resources[f"{name}-facts"], resources[f"{name}-os-prep"]
-        assert facts["parent"] == rendering.components("NodeFacts")[name]["urn"]
+        # The facts step is the stack's own (NodeFacts is no component), the rest the node's.
+        assert facts["parent"] == rendering.stack_urn
         assert component["urn"] == prep["parent"]
         assert facts["inputs"]["create"] == "/bin/bash -s  # node-facts.sh"
         assert "delete" not in facts["inputs"]

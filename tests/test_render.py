@@ -45,8 +45,8 @@ def test_dev_stack_renders_as_json() -> None:
     kinds = [(r["type"], r["name"]) for r in graph["resources"]]
     assert kinds == [
         ("pulumi:pulumi:Stack", "convecthub-dev"),
-        ("convecthub:infra:BareMetalNode", "local"),
         ("command:remote:Command", "local-facts"),
+        ("convecthub:infra:BareMetalNode", "local"),
         ("command:remote:Command", "local-os-prep"),
         ("convecthub:infra:K3sServer", "local-k3s"),
         ("command:remote:Command", "local-k3s-install"),
@@ -56,7 +56,7 @@ def test_dev_stack_renders_as_json() -> None:
         ("command:remote:Command", "hub-certificate"),
         ("kubernetes:core/v1:Namespace", "hub-namespace"),
         ("kubernetes:core/v1:Service", "hub-entry"),
-        ("kubernetes:helm.sh/v3:Release", "convecthub"),
+        ("kubernetes:helm.sh/v3:Release", "hub-release"),
         ("random:index/randomId:RandomId", "hub-cookie-secret"),
         ("random:index/randomId:RandomId", "hub-proxy-token"),
         ("random:index/randomPassword:RandomPassword", "hub-admin-password"),
@@ -66,7 +66,7 @@ def test_dev_stack_renders_as_json() -> None:
     by_name = {r["name"]: r for r in graph["resources"]}
     assert by_name["convecthub-dev"]["parent"] is None
     assert by_name["local"]["parent"] == by_name["convecthub-dev"]["urn"]
-    assert by_name["local-facts"]["parent"] == by_name["local"]["urn"]
+    assert by_name["local-facts"]["parent"] == by_name["convecthub-dev"]["urn"]
     assert [name_of(u) for u in by_name["local-os-prep"]["dependencies"]] == ["local-facts"]
     assert by_name["local-k3s"]["parent"] == by_name["local"]["urn"]
     for resource in graph["resources"]:
@@ -232,5 +232,6 @@ def test_a_run_that_ended_early_does_not_hold_up_the_next() -> None:
         settings.SETTINGS.outputs.add(never_done)
     loop.close()
     rendering = evaluate(read_stack_file(DEV_STACK))
-    assert [r["name"] for r in rendering.resources][:2] == ["convecthub-dev", "local"]
+    # The stack, then its first child by URN: the facts step (the stack's own).
+    assert [r["name"] for r in rendering.resources][:2] == ["convecthub-dev", "local-facts"]
     assert not settings.SETTINGS.outputs  # and this run leaves none behind

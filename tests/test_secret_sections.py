@@ -133,7 +133,7 @@ def set_path(values: dict, path: list[str], value: object) -> dict:
 def hub_values_at(t: Trace, *path: str | int) -> object:
     """A value of the hub's release; the mask when it sits inside a masked value (all of
     them are, when the hub's section is secret)."""
-    value: object = t.inputs("convecthub")["values"]
+    value: object = t.inputs("hub-release")["values"]
     for part in path:
         if value == MASK:
             break
@@ -296,7 +296,7 @@ KNOWN = {
         "https://u:plugin-pw-17@charts.example.com/nvidia",
         "plugin-pw-17",
         "gpu.devicePlugin.repository",
-        (lambda t: t.inputs("nvidia-device-plugin")["repositoryOpts"]["repo"],),
+        (lambda t: t.inputs("nvidia-device-plugin-release")["repositoryOpts"]["repo"],),
     ),
     "hub.repository": Known(
         ["hub", "repository"],
@@ -304,7 +304,7 @@ KNOWN = {
         "hub-pw-18",
         "hub.repository",
         (
-            lambda t: t.inputs("convecthub")["repositoryOpts"]["repo"],
+            lambda t: t.inputs("hub-release")["repositoryOpts"]["repo"],
             lambda t: t.outputs("hub")["chart"],
         ),
     ),
@@ -465,18 +465,18 @@ SECTIONS = {
         add_ascend_node,
         "ascend-visible",
         (
-            lambda t: t.inputs("ascend-device-plugin")["spec"]["template"]["spec"]["containers"][0][
-                "image"
-            ],
+            lambda t: t.inputs("ascend-device-plugin-daemonset")["spec"]["template"]["spec"][
+                "containers"
+            ][0]["image"],
             lambda t: t.env("worker2-gpu", "gpu-runtime")["CONVECTHUB_TOOLKIT_REPO"],
-            lambda t: t.inputs("nvidia-device-plugin")["version"],
+            lambda t: t.inputs("nvidia-device-plugin-release")["version"],
         ),
     ),
     "hub": Section(
         lambda v: set_path(v, ["hub", "values", "hub", "config"], {"X": {"id": "hub-visible"}}),
         "hub-visible",
         (
-            lambda t: t.inputs("convecthub")["values"],
+            lambda t: t.inputs("hub-release")["values"],
             lambda t: t.inputs("hub-entry")["spec"]["ports"],
             lambda t: t.outputs("hub")["urls"],
             lambda t: t.stack_outputs()["hubUrls"],
@@ -552,7 +552,7 @@ def test_a_secret_hub_section_keeps_the_render_readable(trace) -> None:
         "  certificate: [secret]",
         "  profiles: [secret]",
     ]
-    assert t.inputs("convecthub")["timeout"] == MASK
+    assert t.inputs("hub-release")["timeout"] == MASK
     assert t.inputs("hub-certificate")["stdin"] == MASK  # the names it is made for
 
 

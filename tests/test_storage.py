@@ -23,11 +23,10 @@ def depends(resource: dict) -> set[str]:
 
 
 def test_every_node_mounts_the_export_before_it_joins(render) -> None:
-    rendering = render(nfs_site())
-    resources = resources_by_name(rendering)
+    resources = resources_by_name(render(nfs_site()))
     for node in ("master", "worker1", "worker2"):
         mount = resources[f"{node}-storage"]
-        assert mount["parent"] == rendering.components("BareMetalNode")[node]["urn"]
+        assert mount["parent"] == resources[node]["urn"]
         assert depends(mount) == {f"{node}-os-prep"}
         assert f"{node}-storage" in depends(resources[f"{node}-k3s-install"])
     stdin = resources["worker1-storage"]["inputs"]["stdin"]

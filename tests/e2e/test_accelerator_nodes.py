@@ -77,7 +77,7 @@ def test_a_driver_install_reboots_the_node_and_the_site_comes_up(
     assert labels["worker1"]["gpu"] == "true" and labels["worker1"]["gpu-type"] == "A100"
     assert labels["worker2"]["npu"] == "true" and labels["worker2"]["gpu-type"] == "910B"
     plugins = {key.split("::")[1] for key in deployment.state if key.startswith("kubernetes:")}
-    assert {"nvidia-device-plugin", "ascend-device-plugin"} <= plugins
+    assert {"nvidia-device-plugin-release", "ascend-device-plugin-daemonset"} <= plugins
 
     # Unchanged config: nothing runs, and the node does not reboot again.
     boot_after = fleet.sh(gpu_node, BOOT_ID)
