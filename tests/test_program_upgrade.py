@@ -5,8 +5,12 @@ everything else (inputs, parents, dependencies, providers, the stack's outputs) 
 
 The old render runs in a subprocess in the pinned commit's tree; the new one here, against the
 old render's URNs (`evaluate(..., old_urns=...)`), which resolves HEAD's aliases with the
-engine's rules. The comparison itself is shown to catch a rename without an alias, on
-hand-made resources and on the real program with a component renamed.
+engine's rules. Two differences are by design, and each site's are asserted exactly: the
+device plugins' components are new (a component runs nothing, and only groups the plugins'
+resources, moved into it under aliases), and each node's facts step moved up out of its
+BareMetalNode to the stack (under an alias naming where it was). The comparison itself is
+shown to catch a rename without an alias, on hand-made resources and on the real program with
+a component renamed.
 """
 
 from __future__ import annotations
@@ -22,7 +26,13 @@ from components.steps import Component
 from stacks.render import evaluate
 from stacks.stackfile import read_stack_file
 from tests.conftest import FAKE_KEY, PROJECT_DIR, pinned, three_node_site, write_stack_file
-from tests.program_upgrade import in_tree, pinned_tree, rename, upgrade_problems
+from tests.program_upgrade import (
+    compare_upgrade,
+    in_tree,
+    pinned_tree,
+    rename,
+    upgrade_problems,
+)
 
 K3S_VERSION = "v1.37.2+k3s1"
 
@@ -126,6 +136,19 @@ SITES = {
     "seed-vagrant": example("examples/Pulumi.seed-vagrant.yaml"),
     "accelerated": accelerated_site,
 }
+# Each site's nodes, and the device plugins' components it has (new by design).
+NODES = {
+    "dev": ["local"],
+    "seed-vagrant": ["master", "worker1", "worker2"],
+    "accelerated": ["s1", "s2", "s3", "gpu1", "gpu2", "cpu1"],
+}
+NVIDIA_PLUGIN = "convecthub:infra:NvidiaDevicePlugin::nvidia-device-plugin"
+ASCEND_PLUGIN = "convecthub:infra:AscendDevicePlugin::ascend-device-plugin"
+NEW_COMPONENTS = {
+    "dev": [],
+    "seed-vagrant": [NVIDIA_PLUGIN],
+    "accelerated": [ASCEND_PLUGIN, NVIDIA_PLUGIN],
+}
 
 
 def old_render(tree: Path, stack_file: Path) -> dict:
@@ -142,10 +165,17 @@ def test_every_example_site_differs_only_in_urns_taken_over(
     stack_file = SITES[site](tmp_path / "site")
     old = old_render(old_tree, stack_file)
     new = evaluate(read_stack_file(stack_file), old_urns=[r["urn"] for r in old["resources"]])
-    problems = upgrade_problems(old["resources"], new.resources, new.taken_over)
-    assert not problems, "\n".join(["HEAD's render differs from the pinned commit's:", *problems])
+    upgrade = compare_upgrade(old["resources"], new.resources, new.taken_over)
+    assert not upgrade.problems, "\n".join(
+        ["HEAD's render differs from the pinned commit's:", *upgrade.problems]
+    )
+    assert upgrade.new_components == NEW_COMPONENTS[site]
+    # Each facts step is the stack's own now, no longer its BareMetalNode's.
+    stack = f"pulumi:pulumi:Stack::convecthub-{site}"
+    assert upgrade.moved == {f"command:remote:Command::{node}-facts": stack for node in NODES[site]}
     assert new.as_json()["outputs"] == old["outputs"]
-    assert len(new.resources) == len(old["resources"]) > 10
+    assert len(new.resources) == len(old["resources"]) + len(NEW_COMPONENTS[site])
+    assert len(old["resources"]) > 10
 
 
 # The comparison catches what the engine would replace.
@@ -193,6 +223,74 @@ def test_what_else_differs_is_caught() -> None:
     assert upgrade_problems([resource(OLD)], [resource(OLD), resource(NEW)], {NEW: OLD}) == [
         f"{NEW}: takes over {OLD}, which {OLD} is already"
     ]
+
+
+# The differences by design: a new component that only groups old resources, a step moved up.
+
+ROOT = "urn:pulumi:s::p::pulumi:pulumi:Stack::p-s"
+PLUGIN = "urn:pulumi:s::p::convecthub:infra:Plugin::plugin"
+RELEASE = "urn:pulumi:s::p::t:m:Release::plugin"
+MOVED_RELEASE = "urn:pulumi:s::p::convecthub:infra:Plugin$t:m:Release::plugin-release"
+NODE = "urn:pulumi:s::p::convecthub:infra:Node::n"
+FACTS = "urn:pulumi:s::p::convecthub:infra:Node$t:m:Step::n-facts"
+ROOT_FACTS = "urn:pulumi:s::p::t:m:Step::n-facts"
+
+
+def test_a_new_component_grouping_old_resources_is_reported_not_refused() -> None:
+    old = [resource(ROOT), resource(RELEASE, parent=ROOT)]
+    new = [
+        resource(ROOT),
+        resource(PLUGIN, parent=ROOT),
+        resource(MOVED_RELEASE, parent=PLUGIN),
+    ]
+    upgrade = compare_upgrade(old, new, {MOVED_RELEASE: RELEASE})
+    assert upgrade.problems == []
+    assert upgrade.new_components == ["convecthub:infra:Plugin::plugin"]
+    assert upgrade.moved == {}
+
+
+def test_a_new_component_is_refused_unless_it_only_groups_old_resources_and_is_of_a_new_type():
+    # Its child is no old resource (no alias): both are new.
+    old = [resource(ROOT), resource(RELEASE, parent=ROOT)]
+    new = [resource(ROOT), resource(PLUGIN, parent=ROOT), resource(MOVED_RELEASE, parent=PLUGIN)]
+    upgrade = compare_upgrade(old, new, {})
+    assert upgrade.new_components == []
+    assert upgrade.problems == [
+        f"{PLUGIN}: new (no old resource has its URN or one of its aliases)",
+        f"{MOVED_RELEASE}: new (no old resource has its URN or one of its aliases)",
+        f"{RELEASE}: left over (no new resource is it, so it is deleted)",
+    ]
+    # Of a type the old rendering had: a new one of those is a new resource.
+    other = "urn:pulumi:s::p::convecthub:infra:Plugin::other"
+    old = [resource(ROOT), resource(PLUGIN, parent=ROOT), resource(RELEASE, parent=ROOT)]
+    new = [*old[:2], resource(other, parent=ROOT), resource(MOVED_RELEASE, parent=other)]
+    upgrade = compare_upgrade(old, new, {MOVED_RELEASE: RELEASE})
+    assert upgrade.new_components == []
+    assert upgrade.problems == [
+        f"{other}: new (no old resource has its URN or one of its aliases)",
+        f"{MOVED_RELEASE}: parent {other} was {ROOT}",
+    ]
+    # With inputs, or of a type outside the program's components: no component of this kind.
+    for urn, inputs in ((PLUGIN, {"x": 1}), ("urn:pulumi:s::p::t:m:Group::g", {})):
+        new = [resource(ROOT), resource(urn, inputs, parent=ROOT)]
+        new.append(resource(MOVED_RELEASE, parent=urn))
+        upgrade = compare_upgrade([resource(ROOT), resource(RELEASE, parent=ROOT)], new, {})
+        assert upgrade.new_components == []
+        assert f"{urn}: new (no old resource has its URN or one of its aliases)" in upgrade.problems
+
+
+def test_a_step_moved_up_out_of_its_component_under_an_alias_is_reported_not_refused() -> None:
+    old = [resource(ROOT), resource(NODE, parent=ROOT), resource(FACTS, parent=NODE)]
+    new = [resource(ROOT), resource(NODE, parent=ROOT), resource(ROOT_FACTS, parent=ROOT)]
+    upgrade = compare_upgrade(old, new, {ROOT_FACTS: FACTS})
+    assert upgrade.problems == []
+    assert upgrade.new_components == []
+    assert upgrade.moved == {"t:m:Step::n-facts": "pulumi:pulumi:Stack::p-s"}
+    # Moved anywhere but up its old parent's line: refused.
+    elsewhere = "urn:pulumi:s::p::convecthub:infra:Node::m"
+    new = [*new[:2], resource(elsewhere, parent=ROOT), resource(ROOT_FACTS, parent=elsewhere)]
+    upgrade = compare_upgrade(old, new, {ROOT_FACTS: FACTS})
+    assert f"{ROOT_FACTS}: parent {elsewhere} was {NODE}" in upgrade.problems
 
 
 @pytest.mark.parametrize("alias", [True, False])
