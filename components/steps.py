@@ -61,7 +61,6 @@ class Component(enum.Enum):
     """A component of the program: its type token's name and its name's suffix after the
     node's name ("" for the node itself; None for a site-wide component, named as it is)."""
 
-    NODE_FACTS = ("NodeFacts", "")
     NODE = ("BareMetalNode", "")
     GPU = ("GpuNode", "-gpu")
     DOCKER = ("DockerEngine", "-docker")
@@ -117,8 +116,8 @@ class StepKind(enum.Enum):
         return self.site_component is not None
 
 
-# The components named after the node itself: either one's name is the node's.
-NODE_COMPONENTS = (Component.NODE_FACTS, Component.NODE)
+# The components named after the node itself.
+NODE_COMPONENTS = (Component.NODE,)
 # The site-wide components' names (a site has one of each).
 SITE_COMPONENT_NAMES = {
     Component.HUB: "hub",

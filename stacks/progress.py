@@ -7,7 +7,7 @@ changed by operation, by resource type and by node.
 
 A resource's node is found by its name, looked up whole in the site's StepTable
 (components/steps.py: `gpu-2-facts` is gpu-2's facts step, never gpu's); else by its parents as
-reported, up to the node's component (a NodeFacts or a BareMetalNode, named after the node);
+reported, up to the node's component (its BareMetalNode, named after the node);
 the rest belong to the hub, when they are part of it, or to the site (the device plugins too).
 """
 
@@ -291,7 +291,7 @@ def expected_steps(resources: list[Mapping[str, object]]) -> dict[str, int]:
             counts[step.node] += 1
             continue
         parent = resource.get("parent")
-        # Up to the node's component (its NodeFacts or BareMetalNode, named after the node).
+        # Up to the node's component (its BareMetalNode, named after the node).
         while parent and by_urn.get(str(parent), {}).get("type") not in (*NODE_TYPES, None):
             parent = by_urn[str(parent)].get("parent")
         if parent and str(parent) in by_urn:

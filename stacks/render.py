@@ -55,7 +55,6 @@ __all__ = [
 ]
 # A node's components, in the order the render lists their steps.
 NODE_REPORT = (
-    Component.NODE_FACTS,
     Component.NODE,
     Component.GPU,
     Component.DOCKER,
