@@ -18,6 +18,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from model.secrecy import SECRET_MASK
+
 # The key types OpenSSH offers as host keys today, and how `ssh-keygen -l` names them.
 KEY_TYPES = {
     "ssh-ed25519": "ED25519",
@@ -92,7 +94,7 @@ def parse_host_key(text: str) -> HostKey:
             "this is a private key: hostKey is the node's PUBLIC host key (a .pub file); "
             "remove the private key from the stack file and " + _how()
         )
-    if text == "[secret]":
+    if text == SECRET_MASK:  # what a `secure:` value reads as offline
         raise HostKeyError(
             "a host key is public: store it in plain text, not with `pulumi config set "
             "--secret`; " + _how()
