@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator, Mapping
 import pulumi
 from pydantic import ValidationError
 
+from model.grammar import has_control
 from model.secrecy import SECRET_MASK
-from model.site import Site, has_control
+from model.site import Site
 from stacks.config.keys import NAMESPACE, ConfigError, key_path, keys_of, value_at
 
 # What an offline stack file holds for each `secure:` value (there is no passphrase to

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from model.accelerator import accelerator_of
+from model.grammar import address_key, is_loopback
 from model.site import (
     DEFAULT_HTTP_PORT,
     DEFAULT_HTTPS_PORT,
@@ -15,8 +16,6 @@ from model.site import (
     GpuSettings,
     Site,
     SshSettings,
-    address_key,
-    is_loopback,
 )
 from stacks.config.keys import ConfigError, key_path
 
