@@ -66,9 +66,9 @@ _IMAGE = re.compile(
     re.ASCII,
 )
 _REGISTRY = re.compile(r"\*|[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:\d{1,5})?")
-# What a URL's path, query and userinfo may hold: RFC 3986's unreserved and percent-escapes, and
-# the sub-delimiters no shell, sed expression or sources.list line reads as syntax.
-_URL_TEXT = re.compile(r"[A-Za-z0-9._~%/:@+=,-]*")
+# What a URL's userinfo may hold (its path and query: _URL_REST): RFC 3986's unreserved and
+# percent-escapes, and the sub-delimiters no shell, sed expression or sources.list line reads as
+# syntax.
 _URL_USERINFO = re.compile(r"[A-Za-z0-9._~%:-]+")
 # Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -537,7 +537,6 @@ ChartFile = Annotated[str, AfterValidator(_check_chart_file)]
 ValuesFile = Annotated[str, AfterValidator(_check_values_file)]
 # A pinned host key, normalised to `<type> <base64>` (a comment after it is dropped).
 HostKeyText = Annotated[str, AfterValidator(_check_host_key)]
-HOST_KEY_POLICIES = ("pinned", "accept-new", "insecure")
 HostKeyPolicy = Literal["pinned", "accept-new", "insecure"]
 
 # Grammars pydantic applies itself (`Field(pattern=...)`, in the JSON schema as they are).
