@@ -37,6 +37,7 @@ from components.node import BareMetalNode
 from components.remote_script import ScriptStep
 from components.steps import Component, StepKind
 from model.accelerator import accelerator_of
+from model.grammar import url_host
 from model.secrecy import (
     SecretSections,
     has_credentials_in_url,
@@ -49,7 +50,6 @@ from model.site import (
     HubSettings,
     Node,
     StorageSettings,
-    url_host,
 )
 from model.values_file import merge_values
 

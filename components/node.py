@@ -23,13 +23,7 @@ from dataclasses import dataclass, field
 import pulumi
 from pulumi_command import remote
 
-# The facts' names (FACT_FIELDS ... reviewing_placeholder_facts) are node_facts.py's, importable
-# from here too, where they were.
-from components.node_facts import FACT_FIELDS as FACT_FIELDS
-from components.node_facts import FACTS_SCRIPT as FACTS_SCRIPT
 from components.node_facts import NodeFacts
-from components.node_facts import parse_facts as parse_facts
-from components.node_facts import reviewing_placeholder_facts as reviewing_placeholder_facts
 from components.remote_script import ScriptStep, script_command
 from components.steps import Component, StepId, StepKind
 from model.secrecy import SecretSections, has_credentials_in_url

@@ -28,8 +28,9 @@ from pulumi_command import remote
 from components.connection import connection_args, login_user
 from components.remote_script import ScriptStep, script_command
 from components.steps import Component, StepId, StepKind, new_urn
+from model.grammar import ip_text, is_plain_absolute_path, parse_ip
 from model.secrecy import SecretSections
-from model.site import Node, SshSettings, ip_text, is_plain_absolute_path, parse_ip
+from model.site import Node, SshSettings
 
 FACTS_SCRIPT = StepKind.FACTS.script
 assert FACTS_SCRIPT is not None

@@ -19,7 +19,7 @@ from pathlib import Path
 import pulumi
 from pulumi_command import remote
 
-from model.secrecy import SECRET_MASK as SECRET_MASK  # the render has taken it from here
+from model.secrecy import SECRET_MASK
 
 SCRIPTS_DIR = Path(__file__).with_name("scripts")
 COMMON_SCRIPT = "common.sh"

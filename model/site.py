@@ -72,13 +72,6 @@ from model.grammar import (
     check_label_key,
     fail,
 )
-
-# Re-exported (`x as x`) for components/hub.py and components/node_facts.py, which import them
-# from here; model.site itself does not use them.
-from model.grammar import ip_text as ip_text
-from model.grammar import is_plain_absolute_path as is_plain_absolute_path
-from model.grammar import parse_ip as parse_ip
-from model.grammar import url_host as url_host
 from model.values_file import merge_values, read_values_file
 
 # The defaults come from the one table of them (model/defaults.py).

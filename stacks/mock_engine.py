@@ -39,7 +39,7 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.proto import alias_pb2
 from pulumi.runtime.stack import run_in_stack, wait_for_rpcs
 
-from components.node import FACT_FIELDS, reviewing_placeholder_facts
+from components.node_facts import FACT_FIELDS, reviewing_placeholder_facts
 from components.steps import (
     COMMAND_TYPE,
     StepKind,

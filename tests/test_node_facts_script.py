@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from components.node import FACT_FIELDS
+from components.node_facts import FACT_FIELDS
 from components.remote_script import SCRIPTS_DIR, script_stdin
 
 STANDINS = Path(__file__).with_name("standins")

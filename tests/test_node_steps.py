@@ -8,7 +8,8 @@ import json
 import pulumi
 import pytest
 
-from components.node import no_proxy, os_prep_env, parse_facts
+from components.node import no_proxy, os_prep_env
+from components.node_facts import parse_facts
 from components.remote_script import script_text
 from stacks.config import load_site
 from stacks.render import format_text

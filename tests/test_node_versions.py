@@ -80,7 +80,7 @@ def test_the_nodes_output_and_the_render_show_them(render) -> None:
 
 
 def test_what_a_node_reports_beyond_a_version_shows_as_none() -> None:
-    from components.node import parse_facts
+    from components.node_facts import parse_facts
 
     reported = {
         "address": "10.0.0.5",
