@@ -10,11 +10,10 @@ from typing import NamedTuple
 
 
 class SecretToSet(NamedTuple):
-    """A secret the inputs held, to be set with `pulumi config set --secret --path KEY`."""
+    """A secret the inputs held, to be set with `pulumi config set --secret --path KEY`.
+    `key` is a key path as for `pulumi config set --path` (k3s.token, nodes[2].ssh.password)."""
 
-    key: (
-        str  # a key path as for `pulumi config set --path`, e.g. k3s.token or nodes[2].ssh.password
-    )
+    key: str
     origin: str  # where the value is, e.g. "the inventory's convect_token"
 
 
