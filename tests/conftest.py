@@ -97,3 +97,14 @@ def resources_by_name(rendering: Rendering) -> dict[str, dict]:
 
 def name_of(urn: str) -> str:
     return urn.rsplit("::", 1)[-1]
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project directory for `python -m stacks` against the stand-in CLI: this project's
+    Pulumi.yaml and a three-node site's stack file, Pulumi.site.yaml."""
+    directory = tmp_path / "project"
+    directory.mkdir()
+    shutil.copy(PROJECT_DIR / "Pulumi.yaml", directory / "Pulumi.yaml")
+    write_stack_file(directory, pinned(three_node_site()), stack="site")
+    return directory

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,16 +31,6 @@ STANDIN_PULUMI = STANDINS / "pulumi"
 PASSPHRASE = "correct horse battery staple"
 SITE = "site"
 TAIL = ["--stack", SITE]
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A project directory: this project's Pulumi.yaml and a three-node site's stack file."""
-    directory = tmp_path / "project"
-    directory.mkdir()
-    shutil.copy(PROJECT_DIR / "Pulumi.yaml", directory / "Pulumi.yaml")
-    write_stack_file(directory, pinned(three_node_site()), stack=SITE)
-    return directory
 
 
 @pytest.fixture

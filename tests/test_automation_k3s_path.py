@@ -8,9 +8,9 @@ from pathlib import Path
 
 from model.defaults import K3S_VERSION, upgrade_refusal
 from tests.conftest import pinned, three_node_site, write_stack_file
-from tests.test_automation import SITE, TAIL, argvs, cli_env, project, reset_log, stacks
+from tests.test_automation import SITE, TAIL, argvs, cli_env, reset_log, stacks
 
-__all__ = ["cli_env", "project"]  # the fixtures, shared with tests/test_automation.py
+__all__ = ["cli_env"]  # the fixture, shared with tests/test_automation.py (project: conftest.py)
 
 OLD_DEFAULT = "v1.31.4+k3s1"  # the default a site that named no version got before
 

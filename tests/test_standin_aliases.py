@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,15 +43,6 @@ def _renamed(self, t, name, props=None, opts=None, *args, **kwargs):
 
 pulumi.ComponentResource.__init__ = _renamed
 '''
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    directory = tmp_path / "project"
-    directory.mkdir()
-    shutil.copy(PROJECT_DIR / "Pulumi.yaml", directory / "Pulumi.yaml")
-    write_stack_file(directory, pinned(three_node_site()), stack=SITE)
-    return directory
 
 
 @pytest.fixture
