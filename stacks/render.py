@@ -109,9 +109,7 @@ def evaluate(stack: StackFile, old_urns: Iterable[str] = ()) -> Rendering:
     with reviewing_offline():
         loaded = load_site(decode_config(stack.config), stack.secret_keys)
         steps = StepTable(node.name for node in loaded.site.nodes)
-        monitor = RecordingMonitor(StandInProviders(steps))
-        # Set, not passed: a test's monitor (a subclass) takes the providers alone.
-        monitor.old_urns = frozenset(old_urns)
+        monitor = RecordingMonitor(StandInProviders(steps), old_urns)
         run_program(stack, monitor, preview=True)
     return Rendering(
         stack,

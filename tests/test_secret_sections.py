@@ -40,8 +40,8 @@ class KeepingMonitor(RecordingMonitor):
 
     last: KeepingMonitor | None = None
 
-    def __init__(self, providers):
-        super().__init__(providers)
+    def __init__(self, providers, old_urns=()):
+        super().__init__(providers, old_urns)
         self.raw: dict[str, object] = {}
         self.raw_outputs: dict[str, object] = {}
         KeepingMonitor.last = self
